@@ -1,0 +1,136 @@
+"""The embedded executor: a local pool of worker processes (pebble).
+
+Workers are long-lived, so a job kind's heavy imports and models load once per
+worker. Cancelling a running task kills its worker process, which pebble
+replaces; a job that crashes its worker (segfault, ``os._exit``) fails alone.
+The pool uses the ``forkserver`` start method so that workers are never forked
+from the threaded, event-looping server process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import threading
+from multiprocessing.queues import Queue
+from typing import Any
+
+import pebble
+
+from .base import FailureType, ProgressCallback, RunningTask, TaskFailure, TaskSpec
+from .worker import run_task
+
+__all__ = ["LocalExecutor"]
+
+_log = logging.getLogger(__name__)
+
+_progress_queue: Queue[Any] | None = None
+"""In a worker: the queue progress reports go to (set by the pool initializer)."""
+
+
+def _init_worker(queue: Queue[Any]) -> None:
+    global _progress_queue  # noqa: PLW0603 - per-process state set once by the pool
+    _progress_queue = queue
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def _send_progress(job_id: str, fraction: float, message: str) -> None:
+    if _progress_queue is not None:
+        _progress_queue.put((job_id, fraction, message))
+
+
+def _pool_entry(task: TaskSpec) -> None:
+    run_task(task, _send_progress)
+
+
+class LocalExecutor:
+    """Runs tasks in a local process pool.
+
+    Parameters
+    ----------
+    workers
+        Number of worker processes, i.e. how many jobs run at once.
+    """
+
+    def __init__(self, *, workers: int) -> None:
+        if workers < 1:
+            msg = "At least one worker is needed"
+            raise ValueError(msg)
+        self._workers = workers
+        self._context = multiprocessing.get_context("forkserver")
+        self._queue: Queue[Any] | None = None
+        self._pool: pebble.ProcessPool | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def capacity(self) -> int:
+        """How many tasks may run at once."""
+        return self._workers
+
+    async def start(self, on_progress: ProgressCallback) -> None:
+        """Start the pool and the thread that relays progress to the event loop."""
+        loop = asyncio.get_running_loop()
+        self._context.set_forkserver_preload(["vocloud.server.executor.local"])
+        self._queue = self._context.Queue()
+        self._pool = pebble.ProcessPool(
+            max_workers=self._workers,
+            initializer=_init_worker,
+            initargs=(self._queue,),
+            context=self._context,
+        )
+        queue = self._queue
+
+        def relay() -> None:
+            while True:
+                item = queue.get()
+                if item is None:
+                    return
+                loop.call_soon_threadsafe(on_progress, *item)
+
+        self._reader = threading.Thread(target=relay, name="vocloud-progress", daemon=True)
+        self._reader.start()
+
+    async def close(self) -> None:
+        """Kill running tasks and stop the workers."""
+        if self._pool is not None:
+            pool = self._pool
+            self._pool = None
+            pool.stop()
+            await asyncio.to_thread(pool.join, 10)
+        if self._queue is not None:
+            self._queue.put(None)
+            if self._reader is not None:
+                await asyncio.to_thread(self._reader.join, 5)
+            self._queue.close()
+            self._queue = None
+
+    def submit(self, task: TaskSpec) -> RunningTask:
+        """Schedule ``task`` on the pool."""
+        if self._pool is None:
+            msg = "Executor is not started"
+            raise RuntimeError(msg)
+        future = self._pool.schedule(_pool_entry, args=[task])
+        done = asyncio.get_running_loop().create_future()
+
+        def settle(f: Any) -> None:
+            if done.done():
+                return
+            if f.cancelled():
+                done.cancel()
+                return
+            error = f.exception()
+            if error is None:
+                done.set_result(None)
+            elif isinstance(error, TaskFailure):
+                done.set_exception(error)
+            elif isinstance(error, pebble.ProcessExpired):
+                message = f"The job's worker process died (exit code {error.exitcode})"
+                done.set_exception(TaskFailure(type=FailureType.FATAL, message=message))
+            else:
+                message = f"The executor failed: {type(error).__name__}: {error}"
+                done.set_exception(TaskFailure(type=FailureType.FATAL, message=message))
+
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(settle, f))
+        return RunningTask(done=done, canceller=future.cancel)

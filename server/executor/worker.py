@@ -1,0 +1,47 @@
+"""Code that runs inside a worker process: imports a job's runner and calls it.
+
+Kept free of the web server so that workers stay small and a crash here never
+reaches the server process.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from ..kinds.context import JobContext, JobTransientError, JobUsageError, ProgressSink
+from ..kinds.registry import load_object
+from .base import FailureType, TaskFailure, TaskSpec
+
+__all__ = ["run_task"]
+
+_runner_cache: dict[str, Any] = {}
+"""Runners already imported in this worker: a worker loads each job's code once."""
+
+
+def run_task(task: TaskSpec, progress_sink: ProgressSink | None) -> None:
+    """Run one job in this process, converting its exceptions to :class:`TaskFailure`.
+
+    Unknown exceptions are reported as fatal: we cannot tell whether running
+    again would help, and a transient label would invite pointless retries.
+    """
+    context = JobContext(
+        job_id=task.job_id,
+        workdir=task.workdir,
+        progress_sink=progress_sink,
+        logger=logging.getLogger(f"vocloud.job.{task.job_id}"),
+    )
+    context.results_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runner = _runner_cache.get(task.runner)
+        if runner is None:
+            runner = _runner_cache[task.runner] = load_object(task.runner)
+        runner(task.params, context)
+    except JobUsageError as e:
+        raise TaskFailure(type=FailureType.FATAL, message=str(e), detail=traceback.format_exc()) from None
+    except JobTransientError as e:
+        raise TaskFailure(type=FailureType.TRANSIENT, message=str(e), detail=traceback.format_exc()) from None
+    except Exception as e:  # noqa: BLE001 - the job boundary: every failure becomes an errorSummary
+        message = f"Internal error in the job: {type(e).__name__}: {e}"
+        raise TaskFailure(type=FailureType.FATAL, message=message, detail=traceback.format_exc()) from None

@@ -1,0 +1,21 @@
+"""Typed application and request keys shared by the web modules."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .settings import Settings
+    from .uws.service import JobService
+
+__all__ = ["OWNER", "SERVICE", "SETTINGS", "STARTED"]
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+SERVICE: web.AppKey[JobService] = web.AppKey("service")
+STARTED: web.AppKey[float] = web.AppKey("started")
+"""Start time of the server (epoch seconds), for VOSI availability ``upSince``."""
+
+OWNER = "vocloud.owner"
+"""Request key holding the authenticated owner's name, or ``None`` when anonymous."""

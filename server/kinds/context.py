@@ -1,0 +1,89 @@
+"""What a running job sees: its working directory, result paths and a progress channel.
+
+Imported by worker processes; depends on nothing of the web server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["JobContext", "JobTransientError", "JobUsageError", "ProgressSink"]
+
+ProgressSink = Callable[[str, float, str], None]
+"""Callable taking ``(job_id, fraction, message)``; supplied by the executor."""
+
+_PROGRESS_INTERVAL_S = 0.2
+"""Least time between two progress reports that are sent on; the last one always goes."""
+
+
+class JobUsageError(Exception):
+    """The job cannot succeed with the parameters it was given (the user's fault).
+
+    Reported as a fatal error whose message the user sees verbatim, so the
+    message should say what to change.
+    """
+
+
+class JobTransientError(Exception):
+    """The job failed for a reason that may go away (a remote service down, a full disk).
+
+    Reported as a transient error: running the same job again may succeed.
+    """
+
+
+@dataclass(kw_only=True)
+class JobContext:
+    """Handed to a job's runner next to its parameters.
+
+    Parameters
+    ----------
+    job_id
+        The UWS job identifier, for logging.
+    workdir
+        A directory owned by this job; scratch files go here.
+    progress_sink
+        Where progress reports go; the executor provides it.
+    """
+
+    job_id: str
+    workdir: Path
+    progress_sink: ProgressSink | None = None
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("vocloud.job"))
+    _last_report: float = field(default=0.0, repr=False)
+
+    @property
+    def results_dir(self) -> Path:
+        """Directory whose files become the job's UWS results."""
+        return self.workdir / "results"
+
+    def result_path(self, name: str) -> Path:
+        """Path to write the result ``name`` to; the file name is the UWS result id.
+
+        Raises
+        ------
+        ValueError
+            Raised if the name would leave the results directory.
+        """
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            msg = f"Invalid result name {name!r}"
+            raise ValueError(msg)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        return self.results_dir / name
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the job is (0 to 1) with a short message.
+
+        Reports closer together than a fifth of a second are dropped, except the
+        final one (fraction 1), so a tight loop can report freely.
+        """
+        now = time.monotonic()
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if fraction < 1.0 and now - self._last_report < _PROGRESS_INTERVAL_S:
+            return
+        self._last_report = now
+        if self.progress_sink is not None:
+            self.progress_sink(self.job_id, fraction, message[:500])

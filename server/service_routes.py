@@ -1,0 +1,102 @@
+"""Service-level routes: the landing page, the description of job kinds and VOSI for /jobs."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from .keys import SERVICE, SETTINGS, STARTED
+from .kinds.describe import kinds_json, kinds_xml
+from .vosi import availability_document, capabilities_document, uws_capabilities
+
+__all__ = ["add_routes", "base_url"]
+
+
+def add_routes(app: web.Application) -> None:
+    """Register ``/``, ``/jobs`` and the job service's VOSI endpoints."""
+    app.router.add_get("/", landing)
+    app.router.add_get("/jobs", describe_kinds)
+    app.router.add_get("/jobs/availability", availability)
+    app.router.add_get("/jobs/capabilities", capabilities)
+
+
+def base_url(request: web.Request) -> str:
+    """The service's public base URL: configured, or taken from the request."""
+    configured = request.app[SETTINGS].base_url
+    return configured.rstrip("/") if configured else str(request.url.origin())
+
+
+def _wants_xml(request: web.Request) -> bool:
+    fmt = next((v for k, v in request.query.items() if k.lower() == "format"), "").lower()
+    if fmt:
+        return fmt in {"xml", "text/xml", "application/xml"}
+    accept = request.headers.get("Accept", "")
+    return ("xml" in accept) and "json" not in accept
+
+
+async def describe_kinds(request: web.Request) -> web.Response:
+    """GET /jobs: every job kind with its parameters and results (JSON, or XML when asked)."""
+    kinds = list(request.app[SERVICE].kinds)
+    base = base_url(request)
+    if _wants_xml(request):
+        return web.Response(body=kinds_xml(kinds, base=base), content_type="text/xml", charset="utf-8")
+    return web.json_response(kinds_json(kinds, base=base))
+
+
+async def availability(request: web.Request) -> web.Response:
+    """VOSI availability of the job service."""
+    up_since = datetime.fromtimestamp(request.app[STARTED], tz=UTC)
+    body = availability_document(up_since=up_since, note="vocloud job service is accepting jobs")
+    return web.Response(body=body, content_type="text/xml", charset="utf-8")
+
+
+async def capabilities(request: web.Request) -> web.Response:
+    """VOSI capabilities of the job service."""
+    body = capabilities_document(uws_capabilities(base_url(request), "/jobs"))
+    return web.Response(body=body, content_type="text/xml", charset="utf-8")
+
+
+async def landing(request: web.Request) -> web.Response:
+    """GET /: what the service offers and how to use it from TOPCAT and pyvo."""
+    base = base_url(request)
+    kinds = list(request.app[SERVICE].kinds)
+    esc = html.escape
+    rows = "\n".join(
+        f'<li><a href="{esc(base)}/jobs/{esc(k.name)}"><code>/jobs/{esc(k.name)}</code></a>: {esc(k.title)}</li>'
+        for k in kinds
+    ) or "<li>No job kinds are installed yet.</li>"
+    auth_note = (
+        "<p>This server asks for a user name and password (HTTP Basic).</p>"
+        if request.app[SETTINGS].auth == "basic"
+        else ""
+    )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>vocloud</title></head>
+<body>
+<h1>vocloud</h1>
+<p>Machine learning on archives of 1-D astronomical spectra, served through
+Virtual Observatory protocols.</p>
+{auth_note}
+<h2>Asynchronous jobs (IVOA UWS 1.1)</h2>
+<ul>
+{rows}
+</ul>
+<p>Every job list follows UWS 1.1: create with <code>POST</code>, start with
+<code>PHASE=RUN</code>, block with <code>?WAIT=-1</code>, fetch
+<code>/results/result</code>. Parameters of every kind:
+<a href="{esc(base)}/jobs">{esc(base)}/jobs</a> (JSON; add <code>?FORMAT=xml</code> for XML).
+VOSI: <a href="{esc(base)}/jobs/capabilities">capabilities</a>,
+<a href="{esc(base)}/jobs/availability">availability</a>.</p>
+<h2>From pyvo</h2>
+<pre>import requests, pyvo
+r = requests.post("{esc(base)}/jobs/KIND", data={{"PHASE": "RUN"}})
+job = pyvo.dal.AsyncTAPJob(r.url)
+job.wait(); print(job.phase, job.result_uri)</pre>
+<h2>From TOPCAT</h2>
+<p>Results are VOTables: load a result URL with <em>File &gt; Load Table</em>
+(location <code>{esc(base)}/jobs/KIND/JOB/results/result</code>).</p>
+</body></html>
+"""
+    return web.Response(text=page, content_type="text/html")
