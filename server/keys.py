@@ -17,5 +17,5 @@ SERVICE: web.AppKey[JobService] = web.AppKey("service")
 STARTED: web.AppKey[float] = web.AppKey("started")
 """Start time of the server (epoch seconds), for VOSI availability ``upSince``."""
 
-OWNER = "vocloud.owner"
+OWNER: web.RequestKey[str | None] = web.RequestKey("owner")
 """Request key holding the authenticated owner's name, or ``None`` when anonymous."""

@@ -4,7 +4,9 @@ Workers are long-lived, so a job kind's heavy imports and models load once per
 worker. Cancelling a running task kills its worker process, which pebble
 replaces; a job that crashes its worker (segfault, ``os._exit``) fails alone.
 The pool uses the ``forkserver`` start method so that workers are never forked
-from the threaded, event-looping server process.
+from the threaded, event-looping server process. Workers exit when the server
+process dies, however it dies (``kill -9`` included), so that no orphan goes on
+running a job whose record the next server start marks as failed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import threading
+from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from typing import Any
 
@@ -28,11 +32,26 @@ _log = logging.getLogger(__name__)
 _progress_queue: Queue[Any] | None = None
 """In a worker: the queue progress reports go to (set by the pool initializer)."""
 
+_ORPHAN_EXIT_CODE = 70
+"""Exit status of a worker that outlived its server."""
 
-def _init_worker(queue: Queue[Any]) -> None:
+
+def _init_worker(queue: Queue[Any], server_alive: Connection) -> None:
     global _progress_queue  # noqa: PLW0603 - per-process state set once by the pool
     _progress_queue = queue
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    threading.Thread(
+        target=_exit_with_server, args=(server_alive,), name="vocloud-server-watch", daemon=True
+    ).start()
+
+
+def _exit_with_server(server_alive: Connection) -> None:
+    # Only the server holds the writing end of this pipe and never writes to it,
+    # so it becomes readable (end of file) exactly when the server process is gone.
+    # The worker's parent is the forkserver, which outlives the server as long as
+    # any worker does, so watching the parent would not do.
+    server_alive.poll(None)
+    os._exit(_ORPHAN_EXIT_CODE)
 
 
 def _send_progress(job_id: str, fraction: float, message: str) -> None:
@@ -60,6 +79,7 @@ class LocalExecutor:
         self._workers = workers
         self._context = multiprocessing.get_context("forkserver")
         self._queue: Queue[Any] | None = None
+        self._alive: tuple[Connection, Connection] | None = None
         self._pool: pebble.ProcessPool | None = None
         self._reader: threading.Thread | None = None
 
@@ -73,10 +93,11 @@ class LocalExecutor:
         loop = asyncio.get_running_loop()
         self._context.set_forkserver_preload(["vocloud.server.executor.local"])
         self._queue = self._context.Queue()
+        self._alive = self._context.Pipe(duplex=False)
         self._pool = pebble.ProcessPool(
             max_workers=self._workers,
             initializer=_init_worker,
-            initargs=(self._queue,),
+            initargs=(self._queue, self._alive[0]),
             context=self._context,
         )
         queue = self._queue
@@ -98,6 +119,10 @@ class LocalExecutor:
             self._pool = None
             pool.stop()
             await asyncio.to_thread(pool.join, 10)
+        if self._alive is not None:
+            for end in self._alive:
+                end.close()
+            self._alive = None
         if self._queue is not None:
             self._queue.put(None)
             if self._reader is not None:

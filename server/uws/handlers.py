@@ -62,8 +62,7 @@ def _service(request: web.Request) -> JobService:
 
 
 def _owner(request: web.Request) -> str | None:
-    owner: str | None = request.get(OWNER)
-    return owner
+    return request[OWNER]
 
 
 def _list_url(request: web.Request, kind: str) -> str:

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import PayloadTooLargeError, UsageError
 from ..kinds.spec import ParameterValueError, parse_timestamp
@@ -66,6 +67,10 @@ async def read_params(request: web.Request, *, upload_dir: Path, max_upload: int
     if request.content_type.startswith("multipart/"):
         try:
             await _read_multipart(request, params, upload_dir=upload_dir, max_upload=max_upload)
+        except (ValueError, AssertionError, HttpProcessingError) as e:
+            params.discard_uploads()
+            msg = f"Malformed multipart body: {e}"
+            raise UsageError(msg) from e
         except BaseException:
             params.discard_uploads()
             raise
@@ -85,11 +90,7 @@ async def read_params(request: web.Request, *, upload_dir: Path, max_upload: int
 async def _read_multipart(
     request: web.Request, params: RequestParams, *, upload_dir: Path, max_upload: int
 ) -> None:
-    try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError) as e:
-        msg = f"Malformed multipart body: {e}"
-        raise UsageError(msg) from e
+    reader = await request.multipart()
     total = 0
     upload_dir.mkdir(parents=True, exist_ok=True)
     while True:

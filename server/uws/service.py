@@ -77,7 +77,10 @@ class Upload:
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    # Millisecond precision, as documents show it: AFTER=<a job's creationTime>
+    # must then exclude that job.
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class JobService:

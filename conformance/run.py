@@ -1,0 +1,491 @@
+"""Validate what vocloud serves with validators we did not write (STILTS).
+
+The unit tests check documents against our own reading of the standards; this
+runner asks independent tools: ``stilts xsdvalidate`` against the IVOA schemas
+bundled in STILTS (UWS, VOSI, VOResource) and ``stilts votlint`` for VOTables.
+It starts the real server (``vocloud serve``, not an in-process app) with the
+test job kinds, leaves one job in every UWS phase the server uses, downloads
+each document and validates it.
+
+Usage::
+
+    .venv/bin/python conformance/run.py [--keep] [--base-url URL]
+
+Exit status: 0 when no validator reports an error, 1 when one does, 2 when the
+run could not be made (no STILTS, the server did not start, a job did not
+behave as the scenario needs). Adding a check is one line in ``CHECKS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+__all__ = ["CHECKS", "Check", "Outcome", "Validator", "main"]
+
+REPO = Path(__file__).resolve().parents[1]
+"""Repository root: the server needs it on PYTHONPATH to import the test kinds."""
+
+TEST_KINDS = "tests.support.kinds:ALL"
+"""The job kinds the scenario drives (sleep, fail, upload)."""
+
+UWS = "{http://www.ivoa.net/xml/UWS/v1.0}"
+
+HTTP_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 60.0
+"""Time for ``vocloud serve`` to answer: imports and the worker pool's start."""
+JOB_TIMEOUT_S = 60.0
+"""Time for a scenario job to reach the phase it is driven to."""
+LONG_JOB_S = "900"
+"""A sleep longer than any run, so a job stays EXECUTING (and the next QUEUED) until the server stops."""
+VALIDATOR_TIMEOUT_S = 300.0
+PARALLEL_VALIDATORS = 4
+"""STILTS calls at once: each is a JVM start of about a second, and a few hundred MB."""
+
+
+class Validator(StrEnum):
+    """The STILTS commands a document can be checked with."""
+
+    XSD = "xsdvalidate"
+    """XML Schema validation; exit status 1 when invalid."""
+    VOTLINT = "votlint"
+    """VOTable checks beyond the schema (datatypes, cell values); exits 0 even with errors."""
+
+    def command(self, stilts: str, document: Path) -> list[str]:
+        """The command validating ``document``.
+
+        Parameters are named on purpose: a bare location containing ``?`` makes STILTS prompt.
+        """
+        match self:
+            case Validator.XSD:
+                # uselocals: STILTS' own copies of the IVOA schemas, so no network is needed.
+                return [stilts, "xsdvalidate", "uselocals=true", f"doc={document}"]
+            case Validator.VOTLINT:
+                return [stilts, "votlint", f"votable={document}"]
+            case _:
+                msg = f"Unknown validator {self!r}"
+                raise ValueError(msg)
+
+
+XSD = Validator.XSD
+VOTLINT = Validator.VOTLINT
+
+
+@dataclass(frozen=True)
+class Check:
+    """One document, fetched with GET, and the validator it must pass.
+
+    ``target`` is a path under the base URL; its ``{name}`` fields are the
+    paths of the jobs :func:`run_scenario` made. Checks whose fields are not
+    known (with ``--base-url`` no scenario runs) are left out.
+    """
+
+    name: str
+    validator: Validator
+    target: str
+    status: int = field(default=200, kw_only=True)
+    """Expected HTTP status: without it, an error VOTable served in place of a UWS document would pass
+    xsdvalidate, which knows the VOTable schema too."""
+
+    def fields(self) -> set[str]:
+        """Names of the scenario's jobs the target refers to."""
+        return {name for _, name, _, _ in string.Formatter().parse(self.target) if name}
+
+
+CHECKS: tuple[Check, ...] = (
+    # VOSI 1.1 endpoints of the job service.
+    Check("VOSI availability", XSD, "/jobs/availability"),
+    Check("VOSI capabilities", XSD, "/jobs/capabilities"),
+    # DALI 1.1 section 4.4: any failed request is answered with an error VOTable.
+    Check("error: no such job (404)", VOTLINT, "/jobs/no-such-kind/no-such-job", status=404),
+    Check("error: WAIT=abc (400)", VOTLINT, "{completed}?WAIT=abc", status=400),
+    # UWS 1.1 job lists, with the filters of section 2.2.2.1.
+    Check("job list", XSD, "{sleep}"),
+    Check("job list PHASE=COMPLETED", XSD, "{sleep}?PHASE=COMPLETED"),
+    Check("job list PHASE=EXECUTING&QUEUED", XSD, "{sleep}?PHASE=EXECUTING&PHASE=QUEUED"),
+    Check("job list LAST=2", XSD, "{sleep}?LAST=2"),
+    Check("job list AFTER", XSD, "{sleep}?AFTER=2000-01-01T00:00:00Z"),
+    Check("job list, empty", XSD, "{fail}?PHASE=PENDING"),
+    Check("job list of failed jobs", XSD, "{fail}"),
+    # One job document per phase, and the features that change a job's shape.
+    Check("job PENDING", XSD, "{pending}"),
+    Check("job QUEUED", XSD, "{queued}"),
+    Check("job EXECUTING, jobInfo", XSD, "{executing}"),
+    Check("job COMPLETED, runId, repeated", XSD, "{completed}"),
+    Check("job ERROR (usage)", XSD, "{usage_error}"),
+    Check("job ERROR (worker crash)", XSD, "{crashed}"),
+    Check("job ABORTED", XSD, "{aborted}"),
+    Check("job with an upload", XSD, "{uploaded}"),
+    Check("parameters", XSD, "{completed}/parameters"),
+    Check("parameters with an upload", XSD, "{uploaded}/parameters"),
+    Check("results", XSD, "{completed}/results"),
+    # UWS error documents are VOTables (what TAP clients and taplint expect), and so is the result.
+    Check("error VOTable (usage)", VOTLINT, "{usage_error}/error"),
+    Check("error VOTable (worker crash)", VOTLINT, "{crashed}/error"),
+    Check("result VOTable", VOTLINT, "{completed}/results/result"),
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one check found."""
+
+    check: Check
+    url: str
+    errors: int
+    warnings: int
+    messages: tuple[str, ...] = ()
+    """The validator's ERROR and WARNING lines, or why it could not run."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A document saved for validation."""
+
+    check: Check
+    url: str
+    path: Path
+    problem: str | None = None
+    """Why the document is not the one to validate (an unexpected HTTP status)."""
+
+
+class ScenarioError(RuntimeError):
+    """The server did not behave as the scenario needs, so its documents cannot be produced."""
+
+
+# -- the server -------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _vocloud_command() -> list[str]:
+    # The console script beside this interpreter is what an operator runs; the module is the fallback.
+    script = Path(sys.executable).with_name("vocloud")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "vocloud.client.cli"]
+
+
+def _server_environment() -> dict[str, str]:
+    # An operator's VOCLOUD_* settings (auth, workers, kinds) would change what the scenario sees.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("VOCLOUD_")}
+    env["VOCLOUD_KINDS"] = TEST_KINDS
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@contextmanager
+def running_server(session: requests.Session, workdir: Path) -> Iterator[str]:
+    """Run ``vocloud serve`` with the test kinds and one worker; yield its base URL.
+
+    One worker is what makes a QUEUED job possible. The server is stopped by
+    its PID however the block ends.
+
+    Raises
+    ------
+    ScenarioError
+        Raised if the server exits or does not answer within ``START_TIMEOUT_S``.
+    """
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = workdir / "server.log"
+    command = [
+        *_vocloud_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--data-dir", str(workdir / "data"), "--workers", "1",
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=_server_environment(), stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            _wait_until_up(session, process, f"{base}/jobs/availability", log_path)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_up(session: requests.Session, process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            msg = f"The server exited with status {process.returncode}:\n{_tail(log)}"
+            raise ScenarioError(msg)
+        try:
+            if session.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    msg = f"The server did not answer {url} within {START_TIMEOUT_S:.0f} s:\n{_tail(log)}"
+    raise ScenarioError(msg)
+
+
+# -- the scenario -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobClient:
+    """Just the UWS calls the scenario needs: create, abort, wait for a phase."""
+
+    session: requests.Session
+    base: str
+
+    def create(
+        self,
+        kind: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
+    ) -> str:
+        """Create a job; returns its path (the 303's ``Location`` without the origin)."""
+        response = self.session.post(
+            f"{self.base}/jobs/{kind}",
+            data=list(params),
+            files=files,
+            allow_redirects=False,
+            timeout=HTTP_TIMEOUT_S,
+        )
+        if response.status_code != 303:
+            msg = f"Creating a {kind} job answered HTTP {response.status_code}: {response.text[:500]}"
+            raise ScenarioError(msg)
+        return urlsplit(response.headers["Location"]).path
+
+    def abort(self, path: str) -> None:
+        """POST ``PHASE=ABORT`` (UWS 1.1 section 2.2.3.1)."""
+        response = self.session.post(
+            f"{self.base}{path}/phase", data={"PHASE": "ABORT"}, allow_redirects=False, timeout=HTTP_TIMEOUT_S
+        )
+        if response.status_code != 303:
+            msg = f"Aborting {path} answered HTTP {response.status_code}: {response.text[:500]}"
+            raise ScenarioError(msg)
+
+    def wait_for(self, path: str, phase: str, *, progress: bool = False) -> None:
+        """Poll the job until it is in ``phase`` (and, if asked, shows a ``uws:jobInfo``).
+
+        Polling rather than ``WAIT``: progress appears without a phase change.
+
+        Raises
+        ------
+        ScenarioError
+            Raised if the job ends in another phase or takes longer than ``JOB_TIMEOUT_S``.
+        """
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while True:
+            body = self.session.get(f"{self.base}{path}", timeout=HTTP_TIMEOUT_S).content
+            root = ET.fromstring(body)
+            current = root.findtext(f"{UWS}phase")
+            if current == phase and (not progress or root.find(f"{UWS}jobInfo") is not None):
+                return
+            if current in {"COMPLETED", "ERROR", "ABORTED"} or time.monotonic() > deadline:
+                msg = f"Job {path} is {current}, not {phase}{' with progress' if progress else ''}:\n{body!r}"
+                raise ScenarioError(msg)
+            time.sleep(0.1)
+
+
+def run_scenario(client: JobClient) -> dict[str, str]:
+    """Leave one job in each phase the server uses; return their paths by name.
+
+    The order matters: the server runs one job at a time, so the short jobs
+    finish first; then a long job holds the worker (EXECUTING) and the last
+    one waits behind it (QUEUED) until the server is stopped.
+    """
+    jobs = {"sleep": "/jobs/sleep", "fail": "/jobs/fail"}
+    run = ("PHASE", "RUN")
+    jobs["completed"] = client.create("sleep", [
+        ("RUNID", "conformance"), ("seconds", "0.2"), ("label", "escaped <&> text"), ("band", "5.5e-7"),
+        ("band", "6.5e-7"), ("partial", "true"), ("after", "2024-01-01T00:00:00Z"), ("colour", "red"),
+        ("count", "3"), run,
+    ])  # fmt: skip
+    client.wait_for(jobs["completed"], "COMPLETED")
+    jobs["usage_error"] = client.create("fail", [("how", "usage"), run])
+    client.wait_for(jobs["usage_error"], "ERROR")
+    jobs["crashed"] = client.create("fail", [("how", "crash"), run])
+    client.wait_for(jobs["crashed"], "ERROR")
+    table = ("table.csv", b"a,b\n1,2\n3,4\n", "text/csv")
+    jobs["uploaded"] = client.create("upload", [run], files={"table": table})
+    client.wait_for(jobs["uploaded"], "COMPLETED")
+    jobs["pending"] = client.create("sleep", [("seconds", "1")])
+    # Aborted while executing, so the document has a start time and the worker is really killed.
+    jobs["aborted"] = client.create("sleep", [("seconds", LONG_JOB_S), run])
+    client.wait_for(jobs["aborted"], "EXECUTING")
+    client.abort(jobs["aborted"])
+    client.wait_for(jobs["aborted"], "ABORTED")
+    jobs["executing"] = client.create("sleep", [("seconds", LONG_JOB_S), run])
+    client.wait_for(jobs["executing"], "EXECUTING", progress=True)
+    jobs["queued"] = client.create("sleep", [("seconds", "1"), run])
+    client.wait_for(jobs["queued"], "QUEUED")
+    return jobs
+
+
+# -- fetching and validating ------------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def fetch_all(
+    session: requests.Session, base: str, checks: Sequence[Check], jobs: Mapping[str, str], folder: Path
+) -> list[Fetched]:
+    """Download every check's document into ``folder``, while the server is in the scenario's state."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fetched = []
+    for index, check in enumerate(checks, start=1):
+        url = base + check.target.format_map(jobs)
+        response = session.get(url, timeout=HTTP_TIMEOUT_S)
+        suffix = "vot" if check.validator is VOTLINT else "xml"
+        path = folder / f"{index:02d}-{_slug(check.name)}.{suffix}"
+        path.write_bytes(response.content)
+        problem = None
+        if response.status_code != check.status:
+            problem = f"HTTP {response.status_code}, expected {check.status}: {response.text[:300]}"
+        fetched.append(Fetched(check=check, url=url, path=path, problem=problem))
+    return fetched
+
+
+def validate(stilts: str, document: Fetched) -> Outcome:
+    """Run the check's validator on the saved document and count what it reports."""
+    check = document.check
+    if document.problem is not None:
+        return Outcome(check=check, url=document.url, errors=1, warnings=0, messages=(document.problem,))
+    result = subprocess.run(
+        check.validator.command(stilts, document.path),
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=VALIDATOR_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    lines = (result.stdout + result.stderr).splitlines()
+    errors = [line for line in lines if line.startswith("ERROR")]
+    warnings = [line for line in lines if line.startswith("WARNING")]
+    if result.returncode != 0 and not errors:
+        # xsdvalidate's verdict is its exit status; count it even when no ERROR line explains it.
+        errors = [f"stilts exited with status {result.returncode}: {' | '.join(lines[-5:])}"]
+    return Outcome(
+        check=check, url=document.url, errors=len(errors), warnings=len(warnings),
+        messages=tuple(errors + warnings),
+    )  # fmt: skip
+
+
+def validate_all(stilts: str, documents: Sequence[Fetched]) -> list[Outcome]:
+    """Validate the documents a few at a time, keeping their order."""
+    with ThreadPoolExecutor(max_workers=PARALLEL_VALIDATORS) as pool:
+        return list(pool.map(lambda d: validate(stilts, d), documents))
+
+
+def report(outcomes: Sequence[Outcome]) -> str:
+    """The validators' messages, a table of one row per check, and the totals line last."""
+    out: list[str] = []
+    for o in outcomes:
+        if o.messages:
+            out.append(f"{o.check.name} ({o.check.validator} {o.url}):")
+            out.extend(f"    {m}" for m in o.messages[:20])
+            if len(o.messages) > 20:
+                out.append(f"    ... and {len(o.messages) - 20} more")
+    if out:
+        out.append("")
+    width = max([len("document"), *(len(o.check.name) for o in outcomes)])
+    out.append(f"{'validator':<12} {'document':<{width}} {'errors':>6} {'warnings':>8}  verdict")
+    for o in outcomes:
+        verdict = "FAIL" if o.errors else "warn" if o.warnings else "ok"
+        out.append(
+            f"{o.check.validator:<12} {o.check.name:<{width}} {o.errors:>6} {o.warnings:>8}  {verdict}"
+        )
+    errors = sum(o.errors for o in outcomes)
+    warnings = sum(o.warnings for o in outcomes)
+    out.append(f"TOTAL: {len(outcomes)} checks, {errors} errors, {warnings} warnings")
+    return "\n".join(out)
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def _checks_for_running_server(session: requests.Session, base: str) -> tuple[list[Check], dict[str, str]]:
+    # No scenario on someone else's server: it needs the test kinds and one worker, and leaves jobs
+    # behind. What remains are the service-level checks and the (read-only) job list of each kind.
+    response = session.get(f"{base}/jobs", headers={"Accept": "application/json"}, timeout=HTTP_TIMEOUT_S)
+    response.raise_for_status()
+    kinds = [kind["name"] for kind in response.json()["kinds"]]
+    checks = [c for c in CHECKS if not c.fields()]
+    checks += [Check(f"job list /jobs/{kind}", XSD, f"/jobs/{kind}") for kind in kinds]
+    return checks, {}
+
+
+def _run(args: argparse.Namespace, stilts: str, workdir: Path) -> list[Outcome]:
+    with requests.Session() as session:
+        if args.base_url:
+            base = args.base_url.rstrip("/")
+            checks, jobs = _checks_for_running_server(session, base)
+            documents = fetch_all(session, base, checks, jobs, workdir / "documents")
+        else:
+            with running_server(session, workdir) as base:
+                jobs = run_scenario(JobClient(session=session, base=base))
+                documents = fetch_all(session, base, CHECKS, jobs, workdir / "documents")
+    return validate_all(stilts, documents)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the checks and print the report; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory (documents, server log)"
+    )
+    parser.add_argument("--base-url", help="validate this running server instead of starting one")
+    args = parser.parse_args(argv)
+
+    stilts = shutil.which("stilts")
+    if stilts is None:
+        print("conformance: stilts is not on PATH; run conformance/install-validators", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="vocloud-conformance-"))
+    try:
+        outcomes = _run(args, stilts, workdir)
+    except (ScenarioError, requests.RequestException) as e:
+        print(f"conformance: {e}", file=sys.stderr)
+        if (workdir / "server.log").exists():
+            print(f"Server log (end):\n{_tail(workdir / 'server.log')}", file=sys.stderr)
+        return 2
+    finally:
+        if args.keep:
+            print(f"Documents and server log kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(report(outcomes), flush=True)
+    return 1 if any(o.errors for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmarks: standalone scripts that print figures measured side by side, never assert timings."""
