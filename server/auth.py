@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .errors import AuthenticationError
 from .keys import OWNER
@@ -102,7 +103,7 @@ class UserFile:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(users: UserFile | None) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def auth_middleware(users: UserFile | None) -> Middleware:
     """Middleware setting the request's owner; with ``users``, HTTP Basic is required.
 
     Parameters

@@ -44,6 +44,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         elif e.status == 404 and message == e.reason:
             message = f"Nothing at {request.path}"
         return _error_response(e.status, message or e.reason)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the last line of defence: no traceback reaches a client
         _log.exception("Unexpected error answering %s %s", request.method, request.path)
         return _error_response(500, "Internal server error; the operator can find details in the log")

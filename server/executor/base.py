@@ -19,7 +19,7 @@ __all__ = [
     "FailureType",
     "ProgressCallback",
     "RunningTask",
-    "TaskFailure",
+    "TaskError",
     "TaskSpec",
 ]
 
@@ -53,7 +53,7 @@ class FailureType(enum.StrEnum):
     TRANSIENT = "transient"
 
 
-class TaskFailure(Exception):
+class TaskError(Exception):
     """A task ended without completing.
 
     Parameters
@@ -75,11 +75,11 @@ class TaskFailure(Exception):
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only constructors do not survive the default exception pickling,
         # and failures cross process boundaries.
-        return (_rebuild_failure, (self.type, self.message, self.detail))
+        return (_rebuild_task_error, (self.type, self.message, self.detail))
 
 
-def _rebuild_failure(type_: FailureType, message: str, detail: str) -> TaskFailure:
-    return TaskFailure(type=type_, message=message, detail=detail)
+def _rebuild_task_error(type_: FailureType, message: str, detail: str) -> TaskError:
+    return TaskError(type=type_, message=message, detail=detail)
 
 
 ProgressCallback = Callable[[str, float, str], None]
@@ -90,7 +90,7 @@ ProgressCallback = Callable[[str, float, str], None]
 class RunningTask:
     """A submitted task: await :attr:`done` for the outcome, call :meth:`cancel` to kill it.
 
-    ``done`` resolves to ``None`` on success, or raises :class:`TaskFailure`
+    ``done`` resolves to ``None`` on success, or raises :class:`TaskError`
     (or :class:`asyncio.CancelledError` after :meth:`cancel`).
     """
 

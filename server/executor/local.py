@@ -22,7 +22,7 @@ from typing import Any
 
 import pebble
 
-from .base import FailureType, ProgressCallback, RunningTask, TaskFailure, TaskSpec
+from .base import FailureType, ProgressCallback, RunningTask, TaskError, TaskSpec
 from .worker import run_task
 
 __all__ = ["LocalExecutor"]
@@ -34,6 +34,9 @@ _progress_queue: Queue[Any] | None = None
 
 _ORPHAN_EXIT_CODE = 70
 """Exit status of a worker that outlived its server."""
+
+_DRAIN_TIMEOUT_S = 2.0
+"""Longest a completed task waits for the end of its progress stream."""
 
 
 def _init_worker(queue: Queue[Any], server_alive: Connection) -> None:
@@ -61,6 +64,10 @@ def _send_progress(job_id: str, fraction: float, message: str) -> None:
 
 def _pool_entry(task: TaskSpec) -> None:
     run_task(task, _send_progress)
+    if _progress_queue is not None:
+        # End of this job's progress stream, on the same FIFO queue: the server
+        # resolves the task only after it, so the last report is never lost.
+        _progress_queue.put((task.job_id, None, ""))
 
 
 class LocalExecutor:
@@ -82,6 +89,8 @@ class LocalExecutor:
         self._alive: tuple[Connection, Connection] | None = None
         self._pool: pebble.ProcessPool | None = None
         self._reader: threading.Thread | None = None
+        self._drained: set[str] = set()
+        self._awaiting_drain: dict[str, asyncio.Future[None]] = {}
 
     @property
     def capacity(self) -> int:
@@ -107,7 +116,11 @@ class LocalExecutor:
                 item = queue.get()
                 if item is None:
                     return
-                loop.call_soon_threadsafe(on_progress, *item)
+                job_id, fraction, message = item
+                if fraction is None:
+                    loop.call_soon_threadsafe(self._progress_ended, job_id)
+                else:
+                    loop.call_soon_threadsafe(on_progress, job_id, fraction, message)
 
         self._reader = threading.Thread(target=relay, name="vocloud-progress", daemon=True)
         self._reader.start()
@@ -117,7 +130,7 @@ class LocalExecutor:
         if self._pool is not None:
             pool = self._pool
             self._pool = None
-            pool.stop()
+            pool.stop()  # type: ignore[no-untyped-call]  # pebble leaves stop() unannotated
             await asyncio.to_thread(pool.join, 10)
         if self._alive is not None:
             for end in self._alive:
@@ -146,16 +159,36 @@ class LocalExecutor:
                 return
             error = f.exception()
             if error is None:
-                done.set_result(None)
-            elif isinstance(error, TaskFailure):
+                self._resolve_when_drained(task.job_id, done)
+            elif isinstance(error, TaskError):
                 done.set_exception(error)
             elif isinstance(error, pebble.ProcessExpired):
                 message = f"The job's worker process died (exit code {error.exitcode})"
-                done.set_exception(TaskFailure(type=FailureType.FATAL, message=message))
+                done.set_exception(TaskError(type=FailureType.FATAL, message=message))
             else:
                 message = f"The executor failed: {type(error).__name__}: {error}"
-                done.set_exception(TaskFailure(type=FailureType.FATAL, message=message))
+                done.set_exception(TaskError(type=FailureType.FATAL, message=message))
 
         loop = asyncio.get_running_loop()
         future.add_done_callback(lambda f: loop.call_soon_threadsafe(settle, f))
         return RunningTask(done=done, canceller=future.cancel)
+
+    def _resolve_when_drained(self, job_id: str, done: asyncio.Future[None]) -> None:
+        if job_id in self._drained:
+            self._drained.discard(job_id)
+            done.set_result(None)
+            return
+        self._awaiting_drain[job_id] = done
+        asyncio.get_running_loop().call_later(_DRAIN_TIMEOUT_S, self._release, job_id)
+
+    def _progress_ended(self, job_id: str) -> None:
+        if not self._release(job_id):
+            self._drained.add(job_id)
+
+    def _release(self, job_id: str) -> bool:
+        done = self._awaiting_drain.pop(job_id, None)
+        if done is None:
+            return False
+        if not done.done():
+            done.set_result(None)
+        return True

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from ..kinds.context import JobContext, JobTransientError, JobUsageError, ProgressSink
 from ..kinds.registry import load_object
-from .base import FailureType, TaskFailure, TaskSpec
+from .base import FailureType, TaskError, TaskSpec
 
 __all__ = ["run_task"]
 
-_runner_cache: dict[str, Any] = {}
+_runner_cache: dict[str, Callable[[dict[str, Any], JobContext], object]] = {}
 """Runners already imported in this worker: a worker loads each job's code once."""
 
 
 def run_task(task: TaskSpec, progress_sink: ProgressSink | None) -> None:
-    """Run one job in this process, converting its exceptions to :class:`TaskFailure`.
+    """Run one job in this process, converting its exceptions to :class:`TaskError`.
 
     Unknown exceptions are reported as fatal: we cannot tell whether running
     again would help, and a transient label would invite pointless retries.
@@ -36,12 +37,16 @@ def run_task(task: TaskSpec, progress_sink: ProgressSink | None) -> None:
     try:
         runner = _runner_cache.get(task.runner)
         if runner is None:
-            runner = _runner_cache[task.runner] = load_object(task.runner)
+            loaded = load_object(task.runner)
+            if not callable(loaded):
+                msg = f"Job runner {task.runner} is not callable"
+                raise TypeError(msg)
+            runner = _runner_cache[task.runner] = loaded
         runner(task.params, context)
     except JobUsageError as e:
-        raise TaskFailure(type=FailureType.FATAL, message=str(e), detail=traceback.format_exc()) from None
+        raise TaskError(type=FailureType.FATAL, message=str(e), detail=traceback.format_exc()) from None
     except JobTransientError as e:
-        raise TaskFailure(type=FailureType.TRANSIENT, message=str(e), detail=traceback.format_exc()) from None
+        raise TaskError(type=FailureType.TRANSIENT, message=str(e), detail=traceback.format_exc()) from None
     except Exception as e:  # noqa: BLE001 - the job boundary: every failure becomes an errorSummary
         message = f"Internal error in the job: {type(e).__name__}: {e}"
-        raise TaskFailure(type=FailureType.FATAL, message=message, detail=traceback.format_exc()) from None
+        raise TaskError(type=FailureType.FATAL, message=message, detail=traceback.format_exc()) from None

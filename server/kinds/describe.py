@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic_xml import BaseXmlModel, attr, element
 
+from ..xmlout import to_xml_bytes
 from .spec import JobKind
 
 __all__ = ["KINDS_NS", "kinds_json", "kinds_xml"]
@@ -76,4 +77,4 @@ def kinds_xml(kinds: Iterable[JobKind], *, base: str) -> bytes:
             for described in kinds_json(kinds, base=base)["kinds"]
         ]
     )
-    return document.to_xml(encoding="UTF-8", xml_declaration=True, skip_empty=True)  # type: ignore[no-any-return]
+    return to_xml_bytes(document)

@@ -9,8 +9,8 @@ from aiohttp import web
 
 from ..errors import UsageError
 from ..keys import OWNER, SERVICE, SETTINGS
-from ..service_routes import base_url
 from ..kinds.spec import format_timestamp
+from ..service_routes import base_url
 from ..votable import VOTABLE_MIME, error_document
 from .models import JobRecord
 from .params import (
@@ -124,7 +124,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if not phases:
         # UWS 1.1 section 2.2.2.1: ARCHIVED jobs are listed only when asked for.
         phases = [p for p in ExecutionPhase if p != ExecutionPhase.ARCHIVED]
-    jobs = _service(request).list(kind, _owner(request), phases=phases, after=after, last=last)
+    jobs = _service(request).list_jobs(kind, _owner(request), phases=phases, after=after, last=last)
     return _xml(job_list_document(jobs, list_url=_list_url(request, kind)))
 
 

@@ -13,8 +13,8 @@ from pydantic_xml import BaseXmlModel, attr, element
 from vo_models.uws.models import (
     NSMAP,
     ErrorSummary,
-    JobSummary,
     Jobs,
+    JobSummary,
     Parameter,
     ResultReference,
     Results,
@@ -23,6 +23,7 @@ from vo_models.uws.models import (
 from vo_models.uws.types import ErrorType, UWSVersion
 
 from ..kinds.spec import format_timestamp
+from ..xmlout import to_xml_bytes
 from .models import JobRecord
 
 __all__ = ["JOBINFO_NS", "job_document", "job_list_document", "parameters_document", "results_document"]
@@ -82,7 +83,7 @@ def _results(job: JobRecord, job_url: str) -> Results:
 
 
 def _xml(model: BaseXmlModel) -> bytes:
-    return model.to_xml(encoding="UTF-8", xml_declaration=True, exclude_unset=True)  # type: ignore[no-any-return]
+    return to_xml_bytes(model, exclude_unset=True)
 
 
 def job_document(job: JobRecord, *, job_url: str, quote: datetime | None) -> bytes:

@@ -9,6 +9,8 @@ anyone is told about it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import mimetypes
 import secrets
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ForbiddenError, NotFoundError, UsageError
-from ..executor.base import Executor, RunningTask, TaskFailure, TaskSpec
+from ..executor.base import Executor, RunningTask, TaskError, TaskSpec
 from ..kinds.registry import KindRegistry
 from ..kinds.spec import JobKind, ParameterValueError, ParamType, format_value
 from .models import ErrorInfo, JobRecord, ParameterValue, Progress, ResultFile
@@ -192,7 +194,7 @@ class JobService:
             raise NotFoundError(msg)
         return job
 
-    def list(
+    def list_jobs(
         self,
         kind: str,
         owner: str | None,
@@ -203,7 +205,7 @@ class JobService:
     ) -> list[JobRecord]:
         """The owner's jobs of one kind, filtered as UWS 1.1 section 2.2.2.1 says."""
         self.kind(kind)
-        return self._store.list(kind=kind, owner=owner, phases=phases, after=after, last=last)
+        return self._store.list_jobs(kind=kind, owner=owner, phases=phases, after=after, last=last)
 
     def quote(self, job: JobRecord) -> datetime | None:
         """When the job is likely to complete, or ``None`` for "don't know".
@@ -413,10 +415,8 @@ class JobService:
         event = self._watchers.get(job_id)
         if event is None:
             event = self._watchers[job_id] = asyncio.Event()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
         return self.get(kind, job_id, owner)
 
     # -- internals ------------------------------------------------------------------
@@ -532,7 +532,7 @@ class JobService:
             if job.execution_duration > 0:
                 loop = asyncio.get_running_loop()
                 self._deadlines[job_id] = loop.call_later(job.execution_duration, self._overrun, job_id)
-            task.done.add_done_callback(lambda f, job_id=job_id: self._finished(job_id, f))
+            task.done.add_done_callback(functools.partial(self._finished, job_id))
 
     def _runner_params(self, kind: JobKind, job: JobRecord) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -579,7 +579,7 @@ class JobService:
         self._dispatch()
 
     def _record_failure(self, job: JobRecord, error: BaseException) -> ErrorInfo:
-        if isinstance(error, TaskFailure):
+        if isinstance(error, TaskError):
             etype, message, detail = error.type.value, error.message, error.detail
         else:
             etype, message, detail = "fatal", f"The executor failed: {error}", ""
@@ -656,8 +656,6 @@ class JobService:
             sleep = _REAPER_MAX_SLEEP_S
             if upcoming is not None:
                 sleep = min(max((upcoming - _now()).total_seconds(), 0.0), _REAPER_MAX_SLEEP_S)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._reaper_wakeup.wait(), sleep + 0.01)
-            except TimeoutError:
-                pass
 

@@ -55,7 +55,11 @@ def _ts(value: datetime | None) -> float | None:
 
 
 def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+    return None if value is None else _utc(value)
+
+
+def _utc(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)
 
 
 class JobStore:
@@ -121,7 +125,7 @@ class JobStore:
         with self._transaction() as db:
             db.execute("DELETE FROM jobs WHERE job_id=?", (job_id,))
 
-    def list(
+    def list_jobs(
         self,
         *,
         kind: str,
@@ -209,17 +213,17 @@ def _record(row: Any) -> JobRecord:
     progress_info = None
     if progress is not None:
         fraction, pmessage, updated = json.loads(progress)
-        progress_info = Progress(fraction=fraction, message=pmessage, updated=_dt(updated))
+        progress_info = Progress(fraction=fraction, message=pmessage, updated=_utc(updated))
     return JobRecord(
         job_id=str(job_id),
         kind=str(kind),
         owner=None if owner is None else str(owner),
         run_id=None if run_id is None else str(run_id),
         phase=ExecutionPhase(phase),
-        creation_time=_dt(created),
+        creation_time=_utc(created),
         start_time=_dt(started),
         end_time=_dt(ended),
-        destruction_time=_dt(destruction),
+        destruction_time=_utc(destruction),
         execution_duration=int(duration),
         parameters=[ParameterValue(name=n, value=v, upload=u) for n, v, u in json.loads(parameters)],
         results=[ResultFile(name=n, mime_type=m, size=s) for n, m, s in json.loads(results)],
