@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterable
 
@@ -69,6 +70,8 @@ def create_app(
 
     async def job_service(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Uploads a crash interrupted belong to no job.
+        shutil.rmtree(settings.incoming_dir, ignore_errors=True)
         store = JobStore(settings.database)
         service = JobService(
             store=store,

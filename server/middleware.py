@@ -8,6 +8,7 @@ exceptions are logged with their traceback and answered with a bare 500.
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
 from aiohttp import web
 
@@ -20,9 +21,30 @@ __all__ = ["error_middleware"]
 _log = logging.getLogger(__name__)
 
 
+_REASON_MAX_CHARS = 200
+"""Longest message repeated as the HTTP reason phrase."""
+
+
+def _reason(status: int, message: str) -> str:
+    """The message as an HTTP reason phrase: one line of printable ASCII, bounded.
+
+    Clients that only report the status line (``requests``' ``raise_for_status``
+    and so pyvo's ``DALServiceError``) then still say what went wrong; the body
+    keeps the full message.
+    """
+    text = "".join(c if " " <= c <= "~" else "?" for c in " ".join(message.split()))
+    if len(text) > _REASON_MAX_CHARS:
+        text = text[: _REASON_MAX_CHARS - 3] + "..."
+    return text or HTTPStatus(status).phrase
+
+
 def _error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        status=status, body=error_document(message), content_type=VOTABLE_MIME, headers=headers
+        status=status,
+        reason=_reason(status, message),
+        body=error_document(message),
+        content_type=VOTABLE_MIME,
+        headers=headers,
     )
 
 

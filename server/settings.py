@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         return self.data_dir / "vocloud.sqlite"
 
     @property
+    def incoming_dir(self) -> Path:
+        """Where uploads are streamed before a job takes them over (emptied at start-up)."""
+        return self.data_dir / "uploads-incoming"
+
+    @property
     def users_file(self) -> Path:
         """The file of users and salted password hashes (``vocloud user add``)."""
         return self.data_dir / "users.json"

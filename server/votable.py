@@ -9,14 +9,14 @@ from astropy.io.votable.tree import Info, Resource, VOTableFile
 __all__ = ["VOTABLE_MIME", "error_document"]
 
 VOTABLE_MIME = "application/x-votable+xml"
-"""Media type of VOTable documents (DALI 1.1 section 4.4)."""
+"""Media type of VOTable documents (DALI 1.1 section 5.4)."""
 
 VOTABLE_VERSION = "1.4"
 """Written version: the newest the Debian STILTS validators know."""
 
 
 def error_document(message: str) -> bytes:
-    """A DALI 1.1 error VOTable: a results resource whose INFO QUERY_STATUS is ERROR.
+    """A DALI 1.1 error VOTable (section 5.2): a results resource whose INFO QUERY_STATUS is ERROR.
 
     This is the form pyvo turns into a readable ``DALServiceError``.
     """

@@ -26,6 +26,8 @@ def run_task(task: TaskSpec, progress_sink: ProgressSink | None) -> None:
 
     Unknown exceptions are reported as fatal: we cannot tell whether running
     again would help, and a transient label would invite pointless retries.
+    Only they carry a traceback (the job's ``/error`` document): they are bugs
+    in a job kind, and whoever fixes it needs to know where.
     """
     context = JobContext(
         job_id=task.job_id,
@@ -44,9 +46,11 @@ def run_task(task: TaskSpec, progress_sink: ProgressSink | None) -> None:
             runner = _runner_cache[task.runner] = loaded
         runner(task.params, context)
     except JobUsageError as e:
-        raise TaskError(type=FailureType.FATAL, message=str(e), detail=traceback.format_exc()) from None
+        # The user's fault: the message says what to change; a traceback would only
+        # show our internals.
+        raise TaskError(type=FailureType.FATAL, message=str(e)) from None
     except JobTransientError as e:
-        raise TaskError(type=FailureType.TRANSIENT, message=str(e), detail=traceback.format_exc()) from None
+        raise TaskError(type=FailureType.TRANSIENT, message=str(e)) from None
     except Exception as e:  # noqa: BLE001 - the job boundary: every failure becomes an errorSummary
         message = f"Internal error in the job: {type(e).__name__}: {e}"
         raise TaskError(type=FailureType.FATAL, message=message, detail=traceback.format_exc()) from None

@@ -79,9 +79,7 @@ def _job(request: web.Request) -> JobRecord:
 
 async def _params(request: web.Request) -> RequestParams:
     settings = request.app[SETTINGS]
-    return await read_params(
-        request, upload_dir=settings.data_dir / "uploads-incoming", max_upload=settings.max_upload
-    )
+    return await read_params(request, upload_dir=settings.incoming_dir, max_upload=settings.max_upload)
 
 
 def _xml(body: bytes) -> web.Response:

@@ -554,6 +554,8 @@ class JobService:
         deadline = self._deadlines.pop(job_id, None)
         if deadline is not None:
             deadline.cancel()
+        # Retrieved in every case, so asyncio never reports a lost exception.
+        error = None if outcome.cancelled() else outcome.exception()
         if self._closing:
             return
         job = self._store.get(job_id)
@@ -562,7 +564,7 @@ class JobService:
                 if outcome.cancelled():
                     job.error = ErrorInfo(type="transient", message="The job was cancelled by the executor")
                     new_phase = ExecutionPhase.ERROR
-                elif (error := outcome.exception()) is None:
+                elif error is None:
                     new_phase = ExecutionPhase.COMPLETED
                 else:
                     job.error = self._record_failure(job, error)
@@ -574,8 +576,6 @@ class JobService:
                 # the worker wrote before it was killed.
                 job.results = self._scan_results(job)
                 self._store.save(job)
-        if not outcome.cancelled():
-            outcome.exception()  # retrieved, so asyncio does not report it as lost
         self._dispatch()
 
     def _record_failure(self, job: JobRecord, error: BaseException) -> ErrorInfo:

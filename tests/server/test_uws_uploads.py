@@ -76,3 +76,16 @@ async def test_malformed_multipart_is_400(client):
     )
     assert 400 <= response.status < 500
     dali_error_message(await response.read())
+
+
+async def test_uploads_left_by_a_crash_are_removed_at_start(make_settings, aiohttp_client):
+    from tests.support.kinds import ALL
+    from vocloud.server.app import create_app
+
+    settings = make_settings()
+    settings.incoming_dir.mkdir(parents=True)
+    stale = settings.incoming_dir / "upload-interrupted"
+    stale.write_bytes(b"half an upload")
+    client = await aiohttp_client(create_app(settings, kinds=ALL))
+    assert (await client.get("/jobs/upload")).status == 200
+    assert not stale.exists()
