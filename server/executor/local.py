@@ -43,9 +43,7 @@ def _init_worker(queue: Queue[Any], server_alive: Connection) -> None:
     global _progress_queue  # noqa: PLW0603 - per-process state set once by the pool
     _progress_queue = queue
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    threading.Thread(
-        target=_exit_with_server, args=(server_alive,), name="vocloud-server-watch", daemon=True
-    ).start()
+    threading.Thread(target=_exit_with_server, args=(server_alive,), name="vocloud-server-watch", daemon=True).start()
 
 
 def _exit_with_server(server_alive: Connection) -> None:

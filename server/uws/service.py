@@ -121,6 +121,8 @@ class JobService:
         self._deadlines: dict[str, asyncio.TimerHandle] = {}
         self._watchers: dict[str, asyncio.Event] = {}
         self._reaper_wakeup = asyncio.Event()
+        self._reaper_due: datetime | None = None
+        """When the reaper will next look at the store; earlier destructions wake it."""
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -310,7 +312,7 @@ class JobService:
         await asyncio.to_thread(self._store_uploads, self.workdir(job), uploads, values)
         job.parameters = values
         self._store.add(job)
-        self._reaper_wakeup.set()
+        self._wake_reaper_for(job.destruction_time)
         _log.info("Job %s of kind %s created for %s", job.job_id, kind.name, owner or "anonymous")
         return self.run(job) if run else job
 
@@ -356,7 +358,7 @@ class JobService:
         """Move a job's destruction time, within the operator's limit (UWS 1.1 section 2.2.3.3)."""
         job.destruction_time = self._clamp_destruction(when, _now())
         self._store.save(job)
-        self._reaper_wakeup.set()
+        self._wake_reaper_for(job.destruction_time)
         return job
 
     def run(self, job: JobRecord) -> JobRecord:
@@ -645,6 +647,10 @@ class JobService:
         _log.info("Job %s destroyed", job_id)
         self._dispatch()
 
+    def _wake_reaper_for(self, destruction: datetime) -> None:
+        if self._reaper_due is None or destruction < self._reaper_due:
+            self._reaper_wakeup.set()
+
     async def _reap_forever(self) -> None:
         """Destroy jobs whose destruction time has come, sleeping until the next one."""
         while True:
@@ -656,6 +662,7 @@ class JobService:
             sleep = _REAPER_MAX_SLEEP_S
             if upcoming is not None:
                 sleep = min(max((upcoming - _now()).total_seconds(), 0.0), _REAPER_MAX_SLEEP_S)
+            self._reaper_due = _now() + timedelta(seconds=sleep)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._reaper_wakeup.wait(), sleep + 0.01)
 

@@ -256,9 +256,7 @@ class Finished:
     """WAIT requests it took (each phase change wakes one)."""
 
 
-async def wait_until_finished(
-    session: aiohttp.ClientSession, job_url: str, *, wait: int, timeout: float
-) -> Finished:
+async def wait_until_finished(session: aiohttp.ClientSession, job_url: str, *, wait: int, timeout: float) -> Finished:
     """Block with ``WAIT`` (and ``PHASE`` once known) until the job reaches a terminal phase.
 
     ``PHASE`` is the last phase seen, so a change that happens between two
@@ -392,6 +390,63 @@ _REQUEST_ERRORS = (BenchmarkError, aiohttp.ClientError, TimeoutError)
 """What a failed request raises; anything else is a bug of this script and should surface."""
 
 
+# -- CPU accounting (Linux /proc) ---------------------------------------------------------------
+
+
+def _proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of a process, or ``None`` if it cannot be read."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces; everything after its ")" is numeric.
+    fields = text.rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants_cpu(root: int) -> float:
+    """CPU seconds of every live descendant of ``root`` (the forkserver and the pool's workers)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = stat
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        total += stats[pid][1]
+        todo.extend(children.get(pid, []))
+    return total
+
+
+@dataclass(frozen=True, kw_only=True)
+class CpuUse:
+    """CPU seconds of the server process, of its descendants (job workers), and of this client."""
+
+    server_s: float
+    workers_s: float
+    client_s: float
+
+    @classmethod
+    def now(cls, server_pid: int | None) -> CpuUse | None:
+        """The counters now; ``None`` without a server PID or where /proc cannot be read."""
+        if server_pid is None:
+            return None
+        server = _proc_stat(server_pid)
+        if server is None:
+            return None
+        return cls(server_s=server[1], workers_s=_descendants_cpu(server_pid), client_s=time.process_time())
+
+    def __sub__(self, other: CpuUse) -> CpuUse:
+        return CpuUse(
+            server_s=self.server_s - other.server_s,
+            workers_s=self.workers_s - other.workers_s,
+            client_s=self.client_s - other.client_s,
+        )
+
+
 # -- 1. throughput ----------------------------------------------------------------------------
 
 
@@ -403,6 +458,8 @@ class Throughput:
     wall_s: float = 0.0
     cycles: list[Cycle] = field(default_factory=list)
     failures: Failures = field(default_factory=Failures)
+    cpu: CpuUse | None = None
+    """CPU seconds spent meanwhile, where the processes can be seen (a server started here)."""
 
     @property
     def jobs_per_s(self) -> float:
@@ -411,15 +468,19 @@ class Throughput:
 
 
 async def measure_throughput(
-    target: Target, *, clients: int, duration: float, max_jobs: int | None
+    target: Target, *, clients: int, duration: float, max_jobs: int | None, server_pid: int | None = None
 ) -> Throughput:
     """Run full cycles back to back from ``clients`` clients for ``duration`` s (or ``max_jobs`` jobs).
 
     Clients start no new cycle after the deadline; the wall time runs until
-    the last cycle has finished, so jobs/s counts whole cycles only.
+    the last cycle has finished, so jobs/s counts whole cycles only. With
+    ``server_pid``, the CPU time of the server and of its worker processes is
+    recorded too: on two shared cores it tells a saturated machine from a
+    server that waits for something.
     """
     result = Throughput(clients=clients)
     tickets = itertools.count()
+    cpu_before = CpuUse.now(server_pid)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
         started = time.perf_counter()
         deadline = started + duration
@@ -438,6 +499,9 @@ async def measure_throughput(
 
         await asyncio.gather(*(client() for _ in range(clients)))
         result.wall_s = time.perf_counter() - started
+    cpu_after = CpuUse.now(server_pid)
+    if cpu_before is not None and cpu_after is not None:
+        result.cpu = cpu_after - cpu_before
     return result
 
 
@@ -574,7 +638,6 @@ async def measure_waiters(target: Target, *, waiters: int, probes: int, wait: in
             await _probe(session, urls, max(3, probes // 20), Probes())  # connection and caches warm
             await _probe(session, urls, probes, result.before)
             result.held, result.released_s = await _with_waiters(
-                target,
                 session,
                 pending,
                 wait=wait,
@@ -585,14 +648,14 @@ async def measure_waiters(target: Target, *, waiters: int, probes: int, wait: in
         except _REQUEST_ERRORS as e:
             result.failures.add(e)
         finally:
+            # _with_waiters deletes (and forgets) the PENDING jobs; what is left here failed on the way.
             await _bounded([delete_job(session, url) for url in [probe_job, *pending]], 8)
     return result
 
 
 async def _with_waiters(
-    target: Target,
     session: aiohttp.ClientSession,
-    pending: Sequence[str],
+    pending: list[str],
     *,
     wait: int,
     probe: Callable[[], Awaitable[None]],
@@ -601,7 +664,8 @@ async def _with_waiters(
     """Put one blocked WAIT on each PENDING job, run ``probe``, then delete the jobs to release them.
 
     Returns how many waiters were still blocked after the probes, and how long
-    the release took after the deletions.
+    the release took after the deletions. The jobs deleted are removed from
+    ``pending``.
     """
     sent = 0
     all_sent = asyncio.Event()
@@ -634,9 +698,11 @@ async def _with_waiters(
             await probe()
             held = sum(not t.done() for t in tasks)
             t0 = time.perf_counter()
-            for outcome in await _bounded([delete_job(session, url) for url in pending], 8):
+            outcomes = await _bounded([delete_job(session, url) for url in pending], 8)
+            for outcome in outcomes:
                 if isinstance(outcome, BaseException):
                     failures.add(outcome)
+            pending[:] = [url for url, o in zip(pending, outcomes, strict=True) if isinstance(o, BaseException)]
             done, _ = await asyncio.wait(tasks, timeout=30) if tasks else (set(), set())
             released = time.perf_counter() - t0 if len(done) == len(tasks) else None
             return held, released
@@ -692,9 +758,7 @@ def _ratio(loaded: Stats | None, baseline: Stats | None) -> str:
     return f"x{loaded.median_ms / baseline.median_ms:.2f} of no waiters"
 
 
-def table_rows(
-    report: Report, *, reference: float, target_jobs: float, target_wake_ms: float
-) -> list[list[str]]:
+def table_rows(report: Report, *, reference: float, target_jobs: float, target_wake_ms: float) -> list[list[str]]:
     """The rows of the summary table: measure, value, n, median, p95, max, comparison."""
     rows: list[list[str]] = []
     for t in report.throughput:
@@ -710,11 +774,7 @@ def table_rows(
     if report.wake is not None:
         wake = report.wake
         stats = Stats.of(wake.latencies)
-        compared = (
-            "-"
-            if stats is None
-            else f"target ≤ {target_wake_ms:g} ms: {_met(stats.max_ms <= target_wake_ms)}"
-        )
+        compared = "-" if stats is None else f"target ≤ {target_wake_ms:g} ms: {_met(stats.max_ms <= target_wake_ms)}"
         if wake.not_blocked:
             compared += f"; {wake.not_blocked} not blocked"
         if wake.failures.count:
@@ -774,6 +834,15 @@ def breakdown(report: Report) -> list[str]:
             for name in ("create", "wait", "result", "delete")
         }
         waits = float(np.mean([c.waits for c in t.cycles]))
+        if t.cpu is not None:
+            jobs = len(t.cycles)
+            lines.append(
+                f"  {t.clients} client(s), CPU per job: server {t.cpu.server_s / jobs * 1000:.1f} ms,"
+                f" job workers {t.cpu.workers_s / jobs * 1000:.1f} ms, this client"
+                f" {t.cpu.client_s / jobs * 1000:.1f} ms; machine busy"
+                f" {(t.cpu.server_s + t.cpu.workers_s + t.cpu.client_s) / t.wall_s:.2f} of"
+                f" {os.cpu_count()} cores (server {t.cpu.server_s / t.wall_s:.2f})"
+            )
         lines.append(
             f"  {t.clients} client(s), medians: create {med['create']:.1f} ms, run+WAIT {med['wait']:.1f} ms"
             f" ({waits:.1f} WAIT requests/job), result {med['result']:.1f} ms, delete {med['delete']:.1f} ms;"
@@ -867,9 +936,17 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
+@dataclass(frozen=True, kw_only=True)
+class StartedServer:
+    """A server this script started."""
+
+    base_url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def running_server(*, workers: int, data_dir: Path, log: Path, ready_path: str) -> Iterator[str]:
-    """Start ``vocloud serve`` with the test kinds on a free loopback port; yield its base URL."""
+def running_server(*, workers: int, data_dir: Path, log: Path, ready_path: str) -> Iterator[StartedServer]:
+    """Start ``vocloud serve`` with the test kinds on a free loopback port; stop it when done."""
     port = free_port()
     command = [
         *vocloud_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -884,7 +961,7 @@ def running_server(*, workers: int, data_dir: Path, log: Path, ready_path: str) 
     try:
         base = f"http://127.0.0.1:{port}"
         wait_until_ready(process, base + ready_path, timeout=60, log=log)
-        yield base
+        yield StartedServer(base_url=base, pid=process.pid)
     finally:
         stop_server(process)
 
@@ -947,9 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--warmup", type=int, default=8, help="unmeasured cycles first (default 8)")
     how.add_argument("--wake-repeats", type=int, help="jobs of the wake-up test (default 20; --quick 8)")
     how.add_argument("--waiters", type=int, default=100, help="clients blocked in WAIT (default 100)")
-    how.add_argument(
-        "--probes", type=int, help="probe GETs per phase of the waiter test (default 300; --quick 100)"
-    )
+    how.add_argument("--probes", type=int, help="probe GETs per phase of the waiter test (default 300; --quick 100)")
     how.add_argument("--job-timeout", type=float, default=120.0, help="seconds a job may take (default 120)")
     how.add_argument("--quick", action="store_true", help="shorter defaults: about 20 s in all")
     out = parser.add_argument_group("output")
@@ -975,7 +1050,7 @@ def _say(message: str) -> None:
     print(f"# {message}", file=sys.stderr, flush=True)
 
 
-async def run_all(args: argparse.Namespace, target: Target, server: str) -> Report:
+async def run_all(args: argparse.Namespace, target: Target, server: str, *, server_pid: int | None = None) -> Report:
     """Every measurement, one after the other, against one server."""
     report = Report(server=server)
     _say(f"warming up with {args.warmup} jobs")
@@ -983,7 +1058,9 @@ async def run_all(args: argparse.Namespace, target: Target, server: str) -> Repo
     for clients in args.concurrency:
         _say(f"full cycles from {clients} client(s) for {args.duration:g} s")
         report.throughput.append(
-            await measure_throughput(target, clients=clients, duration=args.duration, max_jobs=args.jobs)
+            await measure_throughput(
+                target, clients=clients, duration=args.duration, max_jobs=args.jobs, server_pid=server_pid
+            )
         )
     _say(f"WAIT wake-up, {args.wake_repeats} jobs")
     report.wake = await measure_wake_up(
@@ -1035,12 +1112,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     data_dir=Path(tmp) / "data",
                     log=log,
                     ready_path=args.availability_path,
-                ) as base_url:
-                    server = f"{base_url} (vocloud serve --workers {args.workers}, started here)"
+                ) as started_server:
+                    server = f"{started_server.base_url} (vocloud serve --workers {args.workers}, started here)"
                     _say(f"server up: {server}")
-                    report = asyncio.run(run_all(args, target_at(base_url), server))
-    except BenchmarkError as e:
-        print(f"uws_throughput: {e}", file=sys.stderr)
+                    target = target_at(started_server.base_url)
+                    report = asyncio.run(run_all(args, target, server, server_pid=started_server.pid))
+    except _REQUEST_ERRORS as e:
+        print(f"uws_throughput: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
 
     target = target_at(args.base_url or "")
@@ -1055,9 +1133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" {time.perf_counter() - started:.0f} s in all"
     )
     print()
-    rows = table_rows(
-        report, reference=args.reference, target_jobs=TARGET_JOBS_PER_S, target_wake_ms=TARGET_WAKE_MS
-    )
+    rows = table_rows(report, reference=args.reference, target_jobs=TARGET_JOBS_PER_S, target_wake_ms=TARGET_WAKE_MS)
     print(render_table(rows))
     print()
     print("Where the time goes:")
