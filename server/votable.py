@@ -18,7 +18,9 @@ VOTABLE_VERSION = "1.4"
 def error_document(message: str) -> bytes:
     """A DALI 1.1 error VOTable (section 5.2): a results resource whose INFO QUERY_STATUS is ERROR.
 
-    This is the form pyvo turns into a readable ``DALServiceError``.
+    pyvo reads it from a job's ``error`` resource (``DALQueryError``); for HTTP
+    error statuses it only shows the status line, which is why the middleware
+    repeats the message as the reason phrase.
     """
     document = VOTableFile(version=VOTABLE_VERSION)
     resource = Resource(type="results")

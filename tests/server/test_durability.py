@@ -7,6 +7,7 @@ kill whatever is left when the test ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -137,15 +138,16 @@ class ServerProcess:
         return self.process.wait(timeout=STOP_TIMEOUT_S)
 
     def cleanup(self) -> None:
-        """Kill the server and everything left in its group; reap the server."""
+        """Kill the server and everything left in its group, and wait until they are gone."""
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=10)
         if self.group():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        deadline = time.monotonic() + 10
+        while self.group() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 @pytest.fixture
