@@ -96,7 +96,11 @@ def create_app(
             await service.close()
             store.close()
 
+    async def release_waiters(app: web.Application) -> None:
+        app[SERVICE].release_waiters()
+
     app.cleanup_ctx.append(job_service)
+    app.on_shutdown.append(release_waiters)
     service_routes.add_routes(app)
     uws_handlers.add_routes(app)
     return app

@@ -125,6 +125,7 @@ class JobService:
         """When the reaper will next look at the store; earlier destructions wake it."""
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False
+        self._waits_released = False
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -137,24 +138,33 @@ class JobService:
         again in their original order.
         """
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
-        now = _now()
         for job in self._store.in_phases([ExecutionPhase.EXECUTING]):
-            job.phase = ExecutionPhase.ERROR
-            job.end_time = now
             job.error = ErrorInfo(type="transient", message=RESTART_MESSAGE)
             job.results = self._scan_results(job)
-            self._store.save(job)
+            self._set_phase(job, ExecutionPhase.ERROR)
             _log.warning("Job %s was executing when the server stopped; now ERROR", job.job_id)
         self._queue.extend(job.job_id for job in self._store.in_phases([ExecutionPhase.QUEUED]))
         await self._executor.start(self._on_progress)
         self._reaper = asyncio.create_task(self._reap_forever(), name="vocloud-reaper")
         self._dispatch()
 
+    def release_waiters(self) -> None:
+        """Answer every blocked WAIT now and block no more: the server is shutting down.
+
+        Called before the HTTP server drains its connections, which would
+        otherwise wait for long WAITs to run out. Jobs keep running and are
+        recorded until :meth:`close`.
+        """
+        self._waits_released = True
+        for event in self._watchers.values():
+            event.set()
+
     async def close(self) -> None:
         """Stop the reaper and the executor; running jobs are killed.
 
         Their records stay EXECUTING, so the next start reports them as ERROR.
         """
+        self.release_waiters()
         self._closing = True
         if self._reaper is not None:
             self._reaper.cancel()
@@ -162,8 +172,6 @@ class JobService:
         for handle in self._deadlines.values():
             handle.cancel()
         await self._executor.close()
-        for event in self._watchers.values():
-            event.set()
 
     # -- reading --------------------------------------------------------------------
 
@@ -411,7 +419,7 @@ class JobService:
             Raised if the job does not exist, or is destroyed while waiting.
         """
         job = self.get(kind, job_id, owner)
-        if job.phase not in ACTIVE_PHASES or (phase is not None and job.phase != phase):
+        if self._waits_released or job.phase not in ACTIVE_PHASES or (phase is not None and job.phase != phase):
             return job
         timeout = min(timeout, self.limits.max_wait) if timeout >= 0 else self.limits.max_wait
         event = self._watchers.get(job_id)

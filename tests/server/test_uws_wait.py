@@ -96,3 +96,24 @@ async def test_bad_wait_parameters_are_400(client, query, fragment):
     response = await client.get(path, params=query)
     assert response.status == 400
     assert fragment in dali_error_message(await response.read())
+
+
+async def test_shutdown_answers_blocked_waits_at_once(make_settings, aiohttp_server):
+    """Stopping the server does not wait for long WAITs to run out."""
+    import aiohttp
+
+    from tests.support.kinds import ALL
+    from vocloud.server.app import create_app
+
+    server = await aiohttp_server(create_app(make_settings(), kinds=ALL))
+    async with aiohttp.ClientSession() as session:
+        async with session.post(server.make_url("/jobs/sleep"), allow_redirects=False) as created:
+            job_url = created.headers["Location"]
+        waiting = asyncio.ensure_future(session.get(job_url, params={"WAIT": "60"}))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await server.close()
+        response = await asyncio.wait_for(waiting, 10)
+        assert time.monotonic() - started < 5
+        assert response.status == 200
+        assert b"PENDING" in await response.read()
