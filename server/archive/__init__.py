@@ -1,0 +1,1 @@
+"""The spectra archive: metadata store with a positional index, file storage, ingest."""

@@ -1,0 +1,1 @@
+"""Spectra in memory: the model, readers of real archive formats, the demo archive."""
