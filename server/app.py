@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
-from . import service_routes
+from . import datalink, service_routes, soda, ssa
+from .archive.service import Archive
 from .auth import UserFile, auth_middleware
 from .executor.base import Executor
 from .executor.local import LocalExecutor
-from .keys import SERVICE, SETTINGS, STARTED
+from .keys import ARCHIVE, SERVICE, SETTINGS, STARTED
 from .kinds.registry import KindRegistry
 from .kinds.spec import JobKind
 from .middleware import error_middleware
@@ -96,11 +97,22 @@ def create_app(
             await service.close()
             store.close()
 
+    async def archive(app: web.Application) -> AsyncIterator[None]:
+        app[ARCHIVE] = Archive(settings.archive_dir)
+        try:
+            yield
+        finally:
+            app[ARCHIVE].close()
+
     async def release_waiters(app: web.Application) -> None:
         app[SERVICE].release_waiters()
 
+    app.cleanup_ctx.append(archive)
     app.cleanup_ctx.append(job_service)
     app.on_shutdown.append(release_waiters)
     service_routes.add_routes(app)
     uws_handlers.add_routes(app)
+    ssa.add_routes(app)
+    datalink.add_routes(app)
+    soda.add_routes(app)
     return app

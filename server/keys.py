@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from .archive.service import Archive
     from .settings import Settings
     from .uws.service import JobService
 
-__all__ = ["OWNER", "SERVICE", "SETTINGS", "STARTED"]
+__all__ = ["ARCHIVE", "OWNER", "SERVICE", "SETTINGS", "STARTED"]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 SERVICE: web.AppKey[JobService] = web.AppKey("service")
+ARCHIVE: web.AppKey[Archive] = web.AppKey("archive")
 STARTED: web.AppKey[float] = web.AppKey("started")
 """Start time of the server (epoch seconds), for VOSI availability ``upSince``."""
 

@@ -3,23 +3,48 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aiohttp import web
+from vo_models.voresource.models import Capability
 
 from .keys import SERVICE, SETTINGS, STARTED
 from .kinds.describe import kinds_json, kinds_xml
 from .vosi import availability_document, capabilities_document, uws_capabilities
 
-__all__ = ["add_routes", "base_url"]
+__all__ = ["CapabilitiesFor", "add_routes", "add_vosi_routes", "base_url"]
+
+
+CapabilitiesFor = Callable[[str], list[Capability]]
+"""Builds a service's capabilities from the public base URL."""
 
 
 def add_routes(app: web.Application) -> None:
     """Register ``/``, ``/jobs`` and the job service's VOSI endpoints."""
     app.router.add_get("/", landing)
     app.router.add_get("/jobs", describe_kinds)
-    app.router.add_get("/jobs/availability", availability)
-    app.router.add_get("/jobs/capabilities", capabilities)
+    add_vosi_routes(
+        app, "/jobs", lambda base: uws_capabilities(base, "/jobs"), note="vocloud job service is accepting jobs"
+    )
+
+
+def add_vosi_routes(app: web.Application, path: str, capabilities: CapabilitiesFor, *, note: str) -> None:
+    """Register VOSI ``{path}/availability`` and ``{path}/capabilities`` for one service."""
+
+    async def availability(request: web.Request) -> web.Response:
+        up_since = datetime.fromtimestamp(request.app[STARTED], tz=UTC)
+        return _xml(availability_document(up_since=up_since, note=note))
+
+    async def capabilities_handler(request: web.Request) -> web.Response:
+        return _xml(capabilities_document(capabilities(base_url(request))))
+
+    app.router.add_get(f"{path}/availability", availability)
+    app.router.add_get(f"{path}/capabilities", capabilities_handler)
+
+
+def _xml(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="text/xml", charset="utf-8")
 
 
 def base_url(request: web.Request) -> str:
@@ -43,19 +68,6 @@ async def describe_kinds(request: web.Request) -> web.Response:
     if _wants_xml(request):
         return web.Response(body=kinds_xml(kinds, base=base), content_type="text/xml", charset="utf-8")
     return web.json_response(kinds_json(kinds, base=base))
-
-
-async def availability(request: web.Request) -> web.Response:
-    """VOSI availability of the job service."""
-    up_since = datetime.fromtimestamp(request.app[STARTED], tz=UTC)
-    body = availability_document(up_since=up_since, note="vocloud job service is accepting jobs")
-    return web.Response(body=body, content_type="text/xml", charset="utf-8")
-
-
-async def capabilities(request: web.Request) -> web.Response:
-    """VOSI capabilities of the job service."""
-    body = capabilities_document(uws_capabilities(base_url(request), "/jobs"))
-    return web.Response(body=body, content_type="text/xml", charset="utf-8")
 
 
 async def landing(request: web.Request) -> web.Response:

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         return self.data_dir / "vocloud.sqlite"
 
     @property
+    def archive_dir(self) -> Path:
+        """The spectra archive: its metadata database and stored files."""
+        return self.data_dir / "archive"
+
+    @property
     def incoming_dir(self) -> Path:
         """Where uploads are streamed before a job takes them over (emptied at start-up)."""
         return self.data_dir / "uploads-incoming"

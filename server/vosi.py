@@ -11,7 +11,7 @@ from vo_models.vosi.capabilities.models import VOSICapabilities
 
 from .xmlout import to_xml_bytes
 
-__all__ = ["availability_document", "capabilities_document", "uws_capabilities"]
+__all__ = ["availability_document", "capabilities_document", "uws_capabilities", "vosi_capabilities"]
 
 VOSI_AVAILABILITY = "ivo://ivoa.net/std/VOSI#availability"
 VOSI_CAPABILITIES = "ivo://ivoa.net/std/VOSI#capabilities"
@@ -39,11 +39,18 @@ def uws_capabilities(base: str, path: str) -> list[Capability]:
                 Interface(type="vs:ParamHTTP", access_url=[AccessURL(value=AnyUrl(base + path), use="base")])
             ],
         ),
-        _vosi_capability(VOSI_AVAILABILITY, f"{base}{path}/availability"),
-        _vosi_capability(VOSI_CAPABILITIES, f"{base}{path}/capabilities"),
+        *vosi_capabilities(base, path),
     ]
 
 
 def capabilities_document(capabilities: list[Capability]) -> bytes:
     """A VOSI capabilities document listing ``capabilities``."""
     return to_xml_bytes(VOSICapabilities(capability=capabilities))
+
+
+def vosi_capabilities(base: str, path: str) -> list[Capability]:
+    """The two VOSI capabilities every service at ``base + path`` has."""
+    return [
+        _vosi_capability(VOSI_AVAILABILITY, f"{base}{path}/availability"),
+        _vosi_capability(VOSI_CAPABILITIES, f"{base}{path}/capabilities"),
+    ]

@@ -115,7 +115,8 @@ class Spectrum:
             msg = "Spectrum arrays must be one-dimensional"
             raise ValueError(msg)
         if len(self.wavelength) != len(self.flux) or len(self.wavelength) < 2:
-            msg = f"Spectrum needs at least two points and equal lengths, got {len(self.wavelength)} and {len(self.flux)}"
+            sizes = f"{len(self.wavelength)} and {len(self.flux)}"
+            msg = f"Spectrum needs at least two points and equal lengths, got {sizes}"
             raise ValueError(msg)
         if not np.all(np.isfinite(self.wavelength)) or not np.all(np.diff(self.wavelength) > 0):
             msg = "Spectrum wavelengths must be finite and strictly increasing"
