@@ -15,6 +15,7 @@ from .auth import UserFile, auth_middleware
 from .executor.base import Executor
 from .executor.local import LocalExecutor
 from .keys import ARCHIVE, SERVICE, SETTINGS, STARTED
+from .kinds.context import ServerPaths
 from .kinds.registry import KindRegistry
 from .kinds.spec import JobKind
 from .middleware import error_middleware
@@ -85,6 +86,11 @@ def create_app(
                 max_execution_duration=settings.max_execution_duration,
                 default_lifetime=settings.default_lifetime,
                 max_lifetime=settings.max_lifetime,
+            ),
+            server=ServerPaths(
+                data_dir=settings.data_dir,
+                archive_dir=settings.archive_dir,
+                ingest_roots=tuple(p.resolve() for p in settings.ingest_roots),
             ),
         )
         await service.start()

@@ -68,12 +68,14 @@ class Settings(BaseSettings):
     """Seconds from a job's creation to its destruction, unless the client asks otherwise."""
     max_lifetime: int = Field(default=30 * 86400, ge=60)
     """Longest a client may ask a job to be kept (s from now)."""
+    ingest_roots: Annotated[tuple[Path, ...], NoDecode] = ()
+    """Directories an ``ingest`` job may read by path (comma-separated in the environment); none by default."""
     max_upload: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Largest accepted request body or upload in bytes."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Logging threshold."""
 
-    @field_validator("kinds", mode="before")
+    @field_validator("kinds", "ingest_roots", mode="before")
     @classmethod
     def _split_kinds(cls, value: Any) -> Any:
         if isinstance(value, str):

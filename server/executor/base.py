@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..kinds.context import ServerPaths
+
 __all__ = [
     "Executor",
     "FailureType",
@@ -38,12 +40,18 @@ class TaskSpec:
         Typed parameter values, defaults filled in; uploads are file names in ``workdir``.
     workdir
         The job's directory; results go to ``workdir/results``.
+    owner
+        Who created the job.
+    server
+        Server-side locations the job may use.
     """
 
     job_id: str
     runner: str
     params: dict[str, Any]
     workdir: Path
+    owner: str | None = None
+    server: ServerPaths | None = None
 
 
 class FailureType(enum.StrEnum):

@@ -32,6 +32,8 @@ def run_task(task: TaskSpec, progress_sink: ProgressSink | None) -> None:
     context = JobContext(
         job_id=task.job_id,
         workdir=task.workdir,
+        owner=task.owner,
+        server=task.server,
         progress_sink=progress_sink,
         logger=logging.getLogger(f"vocloud.job.{task.job_id}"),
     )

@@ -6,7 +6,7 @@ setting ``kinds`` (``VOCLOUD_KINDS``). Nothing here imports the web server, so
 job code can be imported by worker processes on their own.
 """
 
-from .context import JobContext, JobTransientError, JobUsageError
+from .context import JobContext, JobTransientError, JobUsageError, ServerPaths
 from .spec import JobKind, ParameterValueError, ParamSpec, ParamType, ResultSpec
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "ParamType",
     "ParameterValueError",
     "ResultSpec",
+    "ServerPaths",
 ]

@@ -11,13 +11,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["JobContext", "JobTransientError", "JobUsageError", "ProgressSink"]
+__all__ = ["JobContext", "JobTransientError", "JobUsageError", "ProgressSink", "ServerPaths"]
 
 ProgressSink = Callable[[str, float, str], None]
 """Callable taking ``(job_id, fraction, message)``; supplied by the executor."""
 
 _PROGRESS_INTERVAL_S = 0.2
 """Least time between two progress reports that are sent on; the last one always goes."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerPaths:
+    """Server-side locations a job may use: set by the operator, never taken from a request.
+
+    Parameters
+    ----------
+    data_dir
+        The server's data directory.
+    archive_dir
+        The spectra archive (metadata database and stored files).
+    ingest_roots
+        Directories an ``ingest`` job may read by path; empty means none.
+    """
+
+    data_dir: Path
+    archive_dir: Path
+    ingest_roots: tuple[Path, ...] = ()
 
 
 class JobUsageError(Exception):
@@ -45,12 +64,18 @@ class JobContext:
         The UWS job identifier, for logging.
     workdir
         A directory owned by this job; scratch files go here.
+    owner
+        Who created the job (``None`` when anonymous).
+    server
+        Server-side locations (archive, data directory), when the job needs them.
     progress_sink
         Where progress reports go; the executor provides it.
     """
 
     job_id: str
     workdir: Path
+    owner: str | None = None
+    server: ServerPaths | None = None
     progress_sink: ProgressSink | None = None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("vocloud.job"))
     _last_report: float = field(default=0.0, repr=False)

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import ForbiddenError, NotFoundError, UsageError
 from ..executor.base import Executor, RunningTask, TaskError, TaskSpec
+from ..kinds.context import ServerPaths
 from ..kinds.registry import KindRegistry
 from ..kinds.spec import JobKind, ParameterValueError, ParamType, format_value
 from .models import ErrorInfo, JobRecord, ParameterValue, Progress, ResultFile
@@ -100,6 +101,8 @@ class JobService:
         Directory holding one subdirectory per job (uploads, results, error detail).
     limits
         Operator limits.
+    server
+        Server-side locations handed to every job.
     """
 
     def __init__(
@@ -110,7 +113,9 @@ class JobService:
         kinds: KindRegistry,
         jobs_dir: Path,
         limits: JobLimits,
+        server: ServerPaths | None = None,
     ) -> None:
+        self._server = server
         self._store = store
         self._executor = executor
         self.kinds = kinds
@@ -536,7 +541,14 @@ class JobService:
                 continue
             self._set_phase(job, ExecutionPhase.EXECUTING)
             task = self._executor.submit(
-                TaskSpec(job_id=job_id, runner=kind.runner, params=params, workdir=self.workdir(job))
+                TaskSpec(
+                    job_id=job_id,
+                    runner=kind.runner,
+                    params=params,
+                    workdir=self.workdir(job),
+                    owner=job.owner,
+                    server=self._server,
+                )
             )
             self._running[job_id] = task
             if job.execution_duration > 0:
