@@ -19,19 +19,16 @@ behave as the scenario needs). Adding a check is one line in ``CHECKS``.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import socket
 import string
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -39,19 +36,17 @@ from urllib.parse import urlsplit
 
 import requests
 
+# Started as a script, this file's folder heads sys.path, not the repository root that holds
+# ``tests.support`` (the server the scenario drives, and its test job kinds).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.live_server import ServerStartError, log_tail, running_server
+
 __all__ = ["CHECKS", "Check", "Outcome", "Validator", "main"]
-
-REPO = Path(__file__).resolve().parents[1]
-"""Repository root: the server needs it on PYTHONPATH to import the test kinds."""
-
-TEST_KINDS = "tests.support.kinds:ALL"
-"""The job kinds the scenario drives (sleep, fail, upload)."""
 
 UWS = "{http://www.ivoa.net/xml/UWS/v1.0}"
 
 HTTP_TIMEOUT_S = 30.0
-START_TIMEOUT_S = 60.0
-"""Time for ``vocloud serve`` to answer: imports and the worker pool's start."""
 JOB_TIMEOUT_S = 60.0
 """Time for a scenario job to reach the phase it is driven to."""
 LONG_JOB_S = "900"
@@ -169,91 +164,6 @@ class Fetched:
 
 class ScenarioError(RuntimeError):
     """The server did not behave as the scenario needs, so its documents cannot be produced."""
-
-
-# -- the server -------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _vocloud_command() -> list[str]:
-    # The console script beside this interpreter is what an operator runs; the module is the fallback.
-    script = Path(sys.executable).with_name("vocloud")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "vocloud.client.cli"]
-
-
-def _server_environment() -> dict[str, str]:
-    # An operator's VOCLOUD_* settings (auth, workers, kinds) would change what the scenario sees.
-    env = {name: value for name, value in os.environ.items() if not name.startswith("VOCLOUD_")}
-    env["VOCLOUD_KINDS"] = TEST_KINDS
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    return env
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-@contextmanager
-def running_server(session: requests.Session, workdir: Path) -> Iterator[str]:
-    """Run ``vocloud serve`` with the test kinds and one worker; yield its base URL.
-
-    One worker is what makes a QUEUED job possible. The server is stopped by
-    its PID however the block ends.
-
-    Raises
-    ------
-    ScenarioError
-        Raised if the server exits or does not answer within ``START_TIMEOUT_S``.
-    """
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log_path = workdir / "server.log"
-    command = [
-        *_vocloud_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(workdir / "data"), "--workers", "1",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=_server_environment(), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            _wait_until_up(session, process, f"{base}/jobs/availability")
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_until_up(session: requests.Session, process: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            msg = f"The server exited with status {process.returncode}"
-            raise ScenarioError(msg)
-        try:
-            if session.get(url, timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    msg = f"The server did not answer {url} within {START_TIMEOUT_S:.0f} s"
-    raise ScenarioError(msg)
 
 
 # -- the scenario -----------------------------------------------------------------------------------
@@ -453,9 +363,10 @@ def _run(args: argparse.Namespace, stilts: str, workdir: Path) -> list[Outcome]:
             checks = _checks_for_running_server(session, base)
             documents = fetch_all(session, base, checks, {}, workdir / "documents")
         else:
-            with running_server(session, workdir) as base:
-                jobs = run_scenario(JobClient(session=session, base=base))
-                documents = fetch_all(session, base, CHECKS, jobs, workdir / "documents")
+            # One worker is what makes a QUEUED job possible.
+            with running_server(data_dir=workdir / "data", log_path=workdir / "server.log", workers=1) as server:
+                jobs = run_scenario(JobClient(session=session, base=server.base_url))
+                documents = fetch_all(session, server.base_url, CHECKS, jobs, workdir / "documents")
     return validate_all(stilts, documents)
 
 
@@ -474,10 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         outcomes = _run(args, stilts, workdir)
         print(report(outcomes), flush=True)
-    except (ScenarioError, requests.RequestException) as e:
+    except (ServerStartError, ScenarioError, requests.RequestException) as e:
         print(f"conformance: {e}", file=sys.stderr)
-        if (workdir / "server.log").exists():
-            print(f"Server log (end):\n{_tail(workdir / 'server.log')}", file=sys.stderr)
+        # A ServerStartError's message ends with the log already.
+        if not isinstance(e, ServerStartError) and (workdir / "server.log").exists():
+            print(f"Server log (end):\n{log_tail(workdir / 'server.log')}", file=sys.stderr)
         return 2
     finally:
         if args.keep:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.uws_throughput import REPO_ROOT, ROW_LABELS
+from tests.benchmarks.uws_throughput import ROW_LABELS
+from tests.support.live_server import REPO_ROOT
 
 SCRIPT = Path(__file__).with_name("uws_throughput.py")
 

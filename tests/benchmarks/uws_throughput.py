@@ -44,16 +44,11 @@ import itertools
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +57,12 @@ from types import SimpleNamespace
 import aiohttp
 import numpy as np
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships without type hints
+
+# Started as a script, this file's folder heads sys.path, not the repository root that holds
+# ``tests.support`` (the server it starts, and its test job kinds).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support.live_server import ServerStartError, running_server
 
 __all__ = ["ROW_LABELS", "main"]
 
@@ -80,12 +81,6 @@ TARGET_JOBS_PER_S = 37.0
 
 TARGET_WAKE_MS = 50.0
 """vocloud's goal: a blocked WAIT answers within this long of the phase change."""
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-"""The checkout, put on the server's PYTHONPATH so that ``tests.support.kinds`` imports."""
-
-TEST_KINDS = "tests.support.kinds:ALL"
-"""The engine-test job kinds the started server offers (``sleep`` among them)."""
 
 ROW_LABELS = (
     "full cycle, {n} client(s)",
@@ -874,98 +869,6 @@ def first_failures(report: Report) -> list[str]:
     return [f"  {name}: {f.count} failed, first: {f.first}" for name, f in named if f.count]
 
 
-# -- the server under test ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now (another process could take it before the server does)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def vocloud_command() -> list[str]:
-    """The ``vocloud`` entry point beside this interpreter, else the same through ``-m``."""
-    script = Path(sys.executable).parent / "vocloud"
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-m", "vocloud.client.cli"]
-
-
-def _log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def wait_until_ready(process: subprocess.Popen[bytes], url: str, *, timeout: float, log: Path) -> None:
-    """Poll ``url`` until it answers 200.
-
-    Raises
-    ------
-    BenchmarkError
-        Raised if the server exits or does not answer within ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            msg = f"the server exited with code {process.returncode}:\n{_log_tail(log)}"
-            raise BenchmarkError(msg)
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    msg = f"the server did not answer {url} within {timeout:g} s:\n{_log_tail(log)}"
-    raise BenchmarkError(msg)
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server by its PID (a graceful shutdown stops its worker pool), SIGKILL if it hangs."""
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-@dataclass(frozen=True, kw_only=True)
-class StartedServer:
-    """A server this script started."""
-
-    base_url: str
-    pid: int
-
-
-@contextlib.contextmanager
-def running_server(*, workers: int, data_dir: Path, log: Path, ready_path: str) -> Iterator[StartedServer]:
-    """Start ``vocloud serve`` with the test kinds on a free loopback port; stop it when done."""
-    port = free_port()
-    command = [
-        *vocloud_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--workers", str(workers),
-    ]  # fmt: skip
-    # The operator's own VOCLOUD_* settings (auth, limits) would change what is measured.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOCLOUD_")}
-    env["VOCLOUD_KINDS"] = TEST_KINDS
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_ready(process, base + ready_path, timeout=60, log=log)
-        yield StartedServer(base_url=base, pid=process.pid)
-    finally:
-        stop_server(process)
-
-
 # -- the command line ------------------------------------------------------------------------------
 
 
@@ -1107,17 +1010,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             with tempfile.TemporaryDirectory(prefix="vocloud-bench-") as tmp:
                 log = Path(tmp) / "server.log"
+                # Its PID roots the process tree whose CPU time is read from /proc.
                 with running_server(
                     workers=args.workers,
                     data_dir=Path(tmp) / "data",
-                    log=log,
+                    log_path=log,
                     ready_path=args.availability_path,
                 ) as started_server:
                     server = f"{started_server.base_url} (vocloud serve --workers {args.workers}, started here)"
                     _say(f"server up: {server}")
                     target = target_at(started_server.base_url)
                     report = asyncio.run(run_all(args, target, server, server_pid=started_server.pid))
-    except _REQUEST_ERRORS as e:
+    except (*_REQUEST_ERRORS, ServerStartError) as e:
         print(f"uws_throughput: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
 

@@ -1,18 +1,12 @@
 """The real ``vocloud serve`` process: jobs survive kill -9 and restarts, and a crashing job stays contained.
 
-Each server runs in its own session (process group) so that the test can see
-every process it started, the forkserver and the pool's workers included, and
-kill whatever is left when the test ends.
+Each server runs in its own session (process group, see ``tests.support.live_server``)
+so that the test can see every process it started, the forkserver and the pool's
+workers included, and kill whatever is left when the test ends.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.live_server import LiveServer
 from tests.support.uws import JobDoc, dali_error_message, parse_job, parse_job_list
 from vocloud.server.kinds.spec import format_timestamp
 from vocloud.server.uws.service import RESTART_MESSAGE
@@ -30,41 +25,8 @@ pytestmark = pytest.mark.skipif(
     not Path("/proc/self/stat").exists(), reason="finding a server's processes reads /proc (Linux)"
 )
 
-REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
 """Longest a server may take to answer its first request."""
-STOP_TIMEOUT_S = 30.0
-"""Longest a server may take to stop after SIGTERM."""
-
-
-def _vocloud_command() -> list[str]:
-    script = Path(sys.executable).with_name("vocloud")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "vocloud.client.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _group_members(pgid: int) -> set[int]:
-    """Live (not zombie) processes of a process group, read from /proc."""
-    members = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name is in parentheses and may itself hold spaces or parentheses.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            members.add(int(entry.name))
-    return members
 
 
 def _wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
@@ -74,98 +36,23 @@ def _wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> 
         time.sleep(0.05)
 
 
-class ServerProcess:
-    """One ``vocloud serve`` process on a free port, leading its own process group.
-
-    Parameters
-    ----------
-    data_dir
-        The server's data directory (shared by restarts).
-    log
-        File receiving the server's output, shown when it fails to start.
-    workers
-        Size of the server's process pool.
-    """
-
-    def __init__(self, *, data_dir: Path, log: Path, workers: int) -> None:
-        self.port = _free_port()
-        self.log = log
-        env = {**os.environ, "VOCLOUD_KINDS": "tests.support.kinds:ALL", "PYTHONPATH": str(REPO)}
-        command = [
-            *_vocloud_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-            "--data-dir", str(data_dir), "--workers", str(workers),
-        ]  # fmt: skip
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(
-                command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.pid = self.process.pid
-
-    def url(self, path: str) -> str:
-        """Absolute URL of a server path."""
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def output(self) -> str:
-        """Everything the server has logged so far."""
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self, session: requests.Session) -> None:
-        """Block until the server answers, failing if it exits first."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert self.process.poll() is None, f"server exited with {self.process.returncode}:\n{self.output()}"
-            try:
-                with session.get(self.url("/jobs/availability"), timeout=2) as response:
-                    if response.status_code == 200:
-                        return
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, f"server did not start:\n{self.output()}"
-            time.sleep(0.1)
-
-    def group(self) -> set[int]:
-        """Live processes the server started (its group), the server included."""
-        return _group_members(self.pid)
-
-    def kill_server_only(self) -> None:
-        """SIGKILL the server process alone, as a crash or the OOM killer would."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def terminate(self) -> int:
-        """Stop the server as an operator would (SIGTERM) and return its exit code."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=STOP_TIMEOUT_S)
-
-    def cleanup(self) -> None:
-        """Kill the server and everything left in its group, and wait until they are gone."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=10)
-        if self.group():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while self.group() and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-
 @pytest.fixture
-def start_server(tmp_path: Path, data_dir: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start real servers on the test's data directory; every one is killed at the end."""
-    started: list[ServerProcess] = []
+def start_server(tmp_path: Path, data_dir: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start real servers on the test's data directory, ready to answer; every one is stopped at the end."""
+    started: list[LiveServer] = []
 
-    def start(*, workers: int = 1) -> ServerProcess:
-        server = ServerProcess(data_dir=data_dir, log=tmp_path / "server.log", workers=workers)
+    def start(*, workers: int = 1) -> LiveServer:
+        server = LiveServer.start(data_dir=data_dir, log_path=tmp_path / "server.log", workers=workers)
         started.append(server)
+        server.wait_ready(timeout=START_TIMEOUT_S)
         return server
 
     try:
         yield start
     finally:
         for server in started:
-            server.cleanup()
-        leftover = {pid for server in started for pid in server.group()}
+            server.stop()
+        leftover = {pid for server in started for pid in server.group_members()}
         assert not leftover, f"processes of the test servers still running: {sorted(leftover)}"
 
 
@@ -179,7 +66,7 @@ def http() -> Iterator[requests.Session]:
 # -- talking UWS over HTTP ------------------------------------------------------------
 
 
-def create_job(http: requests.Session, server: ServerProcess, kind: str, **form: Any) -> str:
+def create_job(http: requests.Session, server: LiveServer, kind: str, **form: Any) -> str:
     """Create a job; returns its path (stable across restarts on other ports)."""
     data = {k.upper() if k == "phase" else k: str(v) for k, v in form.items()}
     with http.post(server.url(f"/jobs/{kind}"), data=data, allow_redirects=False, timeout=10) as response:
@@ -188,7 +75,7 @@ def create_job(http: requests.Session, server: ServerProcess, kind: str, **form:
     return location[location.index("/jobs/") :]
 
 
-def get_job(http: requests.Session, server: ServerProcess, path: str, **query: Any) -> JobDoc:
+def get_job(http: requests.Session, server: LiveServer, path: str, **query: Any) -> JobDoc:
     """Fetch and parse a job document."""
     params = {k.upper(): str(v) for k, v in query.items()}
     with http.get(server.url(path), params=params, timeout=30) as response:
@@ -196,9 +83,7 @@ def get_job(http: requests.Session, server: ServerProcess, path: str, **query: A
         return parse_job(response.content)
 
 
-def wait_for_phase(
-    http: requests.Session, server: ServerProcess, path: str, *phases: str, timeout: float = 30
-) -> JobDoc:
+def wait_for_phase(http: requests.Session, server: LiveServer, path: str, *phases: str, timeout: float = 30) -> JobDoc:
     """Block with WAIT until the job is in one of ``phases``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -208,7 +93,7 @@ def wait_for_phase(
         assert time.monotonic() < deadline, f"job {path} stuck in {doc.phase}"
 
 
-def fetch(http: requests.Session, server: ServerProcess, path: str) -> requests.Response:
+def fetch(http: requests.Session, server: LiveServer, path: str) -> requests.Response:
     """GET a path, the body read in full."""
     with http.get(server.url(path), timeout=10) as response:
         _ = response.content
@@ -221,7 +106,6 @@ def fetch(http: requests.Session, server: ServerProcess, path: str) -> requests.
 def test_kill_9_keeps_finished_jobs_fails_running_ones_and_requeues_queued_ones(start_server, http, data_dir):
     """After SIGKILL and a restart: COMPLETED intact, EXECUTING -> ERROR (transient), QUEUED runs."""
     server = start_server(workers=1)
-    server.wait_ready(http)
 
     completed = create_job(http, server, "sleep", seconds=0.1, label="kept", phase="RUN")
     before = wait_for_phase(http, server, completed, "COMPLETED")
@@ -237,15 +121,14 @@ def test_kill_9_keeps_finished_jobs_fails_running_ones_and_requeues_queued_ones(
     _wait_until(
         lambda: get_job(http, server, executing).progress is not None, timeout=20, what="the job reports progress"
     )
-    assert len(server.group()) > 1, "the server should have started worker processes"
+    assert len(server.group_members()) > 1, "the server should have started worker processes"
 
     server.kill_server_only()
     # Nothing may go on running the dead server's job: its worker, the forkserver
     # and the resource tracker must all go, long before the 30 s job would end.
-    _wait_until(lambda: not server.group(), timeout=10, what="the killed server's processes have exited")
+    _wait_until(lambda: not server.group_members(), timeout=10, what="the killed server's processes have exited")
 
     restarted = start_server(workers=1)
-    restarted.wait_ready(http)
 
     failed = get_job(http, restarted, executing)
     assert failed.phase == "ERROR"
@@ -277,7 +160,6 @@ def test_kill_9_keeps_finished_jobs_fails_running_ones_and_requeues_queued_ones(
 def test_destruction_time_passed_while_stopped_is_honoured_at_restart(start_server, http, data_dir):
     """A job whose destruction time passes while the server is down is gone after restart, files too."""
     server = start_server()
-    server.wait_ready(http)
     doomed = create_job(http, server, "sleep", seconds=0, label="doomed", phase="RUN")
     kept = create_job(http, server, "sleep", seconds=0, label="kept", phase="RUN")
     wait_for_phase(http, server, doomed, "COMPLETED")
@@ -303,7 +185,6 @@ def test_destruction_time_passed_while_stopped_is_honoured_at_restart(start_serv
     time.sleep(max((destruction - datetime.now(UTC)).total_seconds(), 0) + 0.5)
 
     restarted = start_server()
-    restarted.wait_ready(http)
     gone = fetch(http, restarted, doomed)
     assert gone.status_code == 404
     assert doomed.rsplit("/", 1)[1] in dali_error_message(gone.content)
@@ -317,7 +198,6 @@ def test_destruction_time_passed_while_stopped_is_honoured_at_restart(start_serv
 def test_job_that_kills_its_worker_fails_alone(start_server, http):
     """A job that SIGKILLs its worker is ERROR; the server survives and runs the next jobs."""
     server = start_server(workers=1)
-    server.wait_ready(http)
 
     crash = create_job(http, server, "fail", how="crash", phase="RUN")
     doc = wait_for_phase(http, server, crash, "COMPLETED", "ERROR")
