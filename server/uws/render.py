@@ -65,7 +65,7 @@ def _parameters(job: JobRecord, job_url: str) -> _ParameterList:
     # URL of the stored copy under .../parameters/{name}.
     return _ParameterList(
         parameter=[
-            Parameter(id=p.name, value=f"{job_url}/parameters/{p.name}", by_reference=True)
+            Parameter(id=p.name, value=f"{job_url}/parameters/{p.value}", by_reference=True)
             if p.upload
             else Parameter(id=p.name, value=p.value)
             for p in job.parameters

@@ -262,7 +262,7 @@ class JobService:
         raise NotFoundError(msg)
 
     def upload_path(self, job: JobRecord, name: str) -> Path:
-        """The stored file of an uploaded parameter.
+        """The stored file of an uploaded parameter, by its stored name (the parameter's, numbered if repeated).
 
         Raises
         ------
@@ -270,7 +270,7 @@ class JobService:
             Raised if the parameter was not uploaded.
         """
         for param in job.parameters:
-            if param.upload and param.name == name:
+            if param.upload and param.value == name:
                 return self.workdir(job) / "uploads" / param.value
         msg = f"Job {job.job_id} has no uploaded parameter {name!r}"
         raise NotFoundError(msg)
@@ -464,11 +464,14 @@ class JobService:
             if spec.type != ParamType.FILE:
                 msg = f"Parameter {spec.name}: is a {spec.type.value}, not a file upload"
                 raise UsageError(msg)
-            if spec.name in seen:
+            if spec.name in seen and not spec.multiple:
                 msg = f"Parameter {spec.name}: given more than once"
                 raise UsageError(msg)
             seen.add(spec.name)
-            values.append(ParameterValue(name=spec.name, value=spec.name, upload=True))
+            # The stored file's name: the parameter's, numbered when it may repeat.
+            count = sum(1 for v in values if v.name == spec.name)
+            stored = f"{spec.name}-{count + 1}" if spec.multiple else spec.name
+            values.append(ParameterValue(name=spec.name, value=stored, upload=True))
         return values
 
     @staticmethod
@@ -480,14 +483,16 @@ class JobService:
 
     @staticmethod
     def _store_uploads(workdir: Path, uploads: Sequence[Upload], accepted: Sequence[ParameterValue]) -> None:
-        # Stored under the declared parameter name, never a name from the request;
-        # uploads for undeclared names stay behind for the caller to discard.
+        # Stored under names made from the declared parameter's, never a name from
+        # the request, in the order given; uploads for undeclared names stay
+        # behind for the caller to discard.
+        stored = iter(v.value for v in accepted if v.upload)
         names = {v.name for v in accepted if v.upload}
         target = workdir / "uploads"
         for upload in uploads:
             if upload.name in names:
                 target.mkdir(parents=True, exist_ok=True)
-                shutil.move(upload.path, target / upload.name)
+                shutil.move(upload.path, target / next(stored))
 
     def _clamp_duration(self, seconds: int | None) -> int:
         if seconds is None:

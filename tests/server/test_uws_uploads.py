@@ -89,3 +89,29 @@ async def test_uploads_left_by_a_crash_are_removed_at_start(make_settings, aioht
     client = await aiohttp_client(create_app(settings, kinds=ALL))
     assert (await client.get("/jobs/upload")).status == 200
     assert not stale.exists()
+
+
+async def test_repeatable_file_parameter_keeps_every_upload_in_order(client):
+    form = _form(b"a\n")
+    for content in (b"1\n2\n", b"x\ny\nz\n"):
+        form.add_field("more", content, filename="same-name.txt", content_type="text/plain")
+    path = await create(client, "upload", data=form)
+    doc = await wait_for_phase(client, path, "COMPLETED")
+    base = f"{client.make_url(path)}/parameters"
+    assert doc.parameters == [
+        ("table", f"{base}/table", True),
+        ("more", f"{base}/more-1", True),
+        ("more", f"{base}/more-2", True),
+    ]
+    assert await (await client.get(f"{path}/results/result")).text() == "1\n2\n3\n"
+    assert await (await client.get(f"{path}/parameters/more-2")).read() == b"x\ny\nz\n"
+    assert (await client.get(f"{path}/parameters/more")).status == 404
+
+
+async def test_single_file_parameter_uploaded_twice_is_refused(client, data_dir):
+    form = _form(b"a\n")
+    form.add_field("table", b"b\n", filename="b.csv", content_type="text/csv")
+    response = await client.post("/jobs/upload", data=form, allow_redirects=False)
+    assert response.status == 400
+    assert "more than once" in dali_error_message(await response.read())
+    assert not list((data_dir / "uploads-incoming").iterdir())

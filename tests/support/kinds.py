@@ -63,10 +63,10 @@ def run_fail(params: dict[str, Any], context: JobContext) -> None:
 
 
 def run_upload(params: dict[str, Any], context: JobContext) -> None:
-    """Count the lines of an uploaded file."""
-    path: Path = params["table"]
-    lines = path.read_text(encoding="utf-8", errors="replace").count("\n")
-    context.result_path("result").write_text(f"{lines}\n")
+    """Count the lines of an uploaded file (and of any further files, one count per line)."""
+    paths: list[Path] = [params["table"], *params.get("more", [])]
+    counts = [path.read_text(encoding="utf-8", errors="replace").count("\n") for path in paths]
+    context.result_path("result").write_text("".join(f"{n}\n" for n in counts))
 
 
 SLEEP = JobKind(
@@ -109,7 +109,10 @@ UPLOAD = JobKind(
     title="Count lines of an upload (engine test)",
     description="Counts the lines of the uploaded file.",
     runner="tests.support.kinds:run_upload",
-    parameters=(ParamSpec(name="table", type=ParamType.FILE, description="Any text file", required=True),),
+    parameters=(
+        ParamSpec(name="table", type=ParamType.FILE, description="Any text file", required=True),
+        ParamSpec(name="more", type=ParamType.FILE, description="Further text files", multiple=True),
+    ),
     results=(ResultSpec(name="result", mime_type="text/plain", description="The number of lines"),),
 )
 
