@@ -212,9 +212,7 @@ class ArchiveStore:
             row_id = int(cursor.lastrowid or 0)
             if vector is not None:
                 x, y, z = vector
-                db.execute(
-                    "INSERT INTO spectra_position VALUES (?, ?, ?, ?, ?, ?, ?)", (row_id, x, x, y, y, z, z)
-                )
+                db.execute("INSERT INTO spectra_position VALUES (?, ?, ?, ?, ?, ?, ?)", (row_id, x, x, y, y, z, z))
             return row_id, True
 
     def get(self, publisher_did: str) -> SpectrumRecord | None:
