@@ -16,16 +16,23 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from ..spectra.readers import SpectrumFormatError, read_spectrum
+from ..spectra.readers import SpectrumFormat, SpectrumFormatError, read_spectrum, sniff_format
 from .service import Archive
 
 __all__ = ["IngestOutcome", "IngestStatus", "ingest_bytes", "media_type"]
 
-FITS_MIME = "application/fits"
-VOTABLE_MIME = "application/x-votable+xml"
-TEXT_MIME = "text/plain"
-
-_EXTENSIONS = {FITS_MIME: ".fits", VOTABLE_MIME: ".vot", TEXT_MIME: ".txt"}
+_MEDIA_TYPES = {
+    SpectrumFormat.FITS: "application/fits",
+    SpectrumFormat.VOTABLE: "application/x-votable+xml",
+    SpectrumFormat.TEXT: "text/plain",
+    SpectrumFormat.GZIP: "application/gzip",
+}
+_EXTENSIONS = {
+    "application/fits": ".fits",
+    "application/x-votable+xml": ".vot",
+    "text/plain": ".txt",
+    "application/gzip": ".gz",
+}
 
 
 class IngestStatus(enum.StrEnum):
@@ -49,13 +56,8 @@ class IngestOutcome:
 
 
 def media_type(data: bytes) -> str:
-    """The media type an original file is served with, from its first bytes."""
-    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"SIMPLE  ="):
-        return FITS_MIME
-    if head.startswith(b"<"):
-        return VOTABLE_MIME
-    return TEXT_MIME
+    """The media type an original file is served with."""
+    return _MEDIA_TYPES[sniff_format(data)]
 
 
 def ingest_bytes(archive: Archive, data: bytes, *, source: str) -> IngestOutcome:

@@ -177,19 +177,19 @@ def _bundle_sources(path: Path, scratch: Path) -> Iterator[_Source]:
 
 def _members(path: Path) -> Iterator[tuple[str, int, IO[bytes]]]:
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as bundle:
-            for info in bundle.infolist():
+        with zipfile.ZipFile(path) as zipped:
+            for info in zipped.infolist():
                 if not info.is_dir():
-                    yield info.filename, info.file_size, bundle.open(info)
+                    yield info.filename, info.file_size, zipped.open(info)
         return
     try:
-        bundle = tarfile.open(path)  # noqa: SIM115 - closed by the with below
+        tarred = tarfile.open(path)  # noqa: SIM115 - closed by the with below
     except tarfile.TarError as e:
         msg = f"The bundle is neither a zip nor a tar archive: {e}"
         raise JobUsageError(msg) from e
-    with bundle:
-        for member in bundle:
-            handle = bundle.extractfile(member) if member.isfile() else None
+    with tarred:
+        for member in tarred:
+            handle = tarred.extractfile(member) if member.isfile() else None
             if handle is not None:
                 yield member.name, member.size, handle
 

@@ -10,10 +10,19 @@ from vocloud.server.spectra.model import SpectrumMeta
 
 
 def _add(store, did, ra, dec, *, em=(6.25e-7, 6.78e-7), t=(55000.0, 55000.1), target="HD 1", collection="c"):
-    meta = SpectrumMeta(publisher_did=did, ra=ra, dec=dec, t_min=t[0], t_max=t[1], target_name=target,
-                        obs_collection=collection)
-    return store.add(meta, em_min=em[0], em_max=em[1], n_points=10, access_format="application/fits",
-                     size=100, file=f"{did[-4:]}.fits", source="test")
+    meta = SpectrumMeta(
+        publisher_did=did, ra=ra, dec=dec, t_min=t[0], t_max=t[1], target_name=target, obs_collection=collection
+    )
+    return store.add(
+        meta,
+        em_min=em[0],
+        em_max=em[1],
+        n_points=10,
+        access_format="application/fits",
+        size=100,
+        file=f"{did[-4:]}.fits",
+        source="test",
+    )
 
 
 def _separation(ra1, dec1, ra2, dec2):
@@ -32,16 +41,28 @@ def test_same_did_twice_is_one_spectrum(tmp_path):
     assert store.get("ivo://x/y/0001").s_ra == 10.0
 
 
-@pytest.mark.parametrize(("ra", "dec", "radius"), [(0.5, 0.0, 2.0), (359.5, 10.0, 3.0), (123.0, 89.5, 2.0),
-                                                   (200.0, -89.9, 5.0), (45.0, 45.0, 0.01), (10.0, 0.0, 180.0)])
+@pytest.mark.parametrize(
+    ("ra", "dec", "radius"),
+    [
+        (0.5, 0.0, 2.0),
+        (359.5, 10.0, 3.0),
+        (123.0, 89.5, 2.0),
+        (200.0, -89.9, 5.0),
+        (45.0, 45.0, 0.01),
+        (10.0, 0.0, 180.0),
+    ],
+)
 def test_cone_matches_brute_force_including_wraparound_and_poles(tmp_path, ra, dec, radius):
     rng = np.random.default_rng(3)
     store = ArchiveStore(tmp_path / "a.sqlite")
     points = []
     for i in range(3000):
         pra = float(rng.uniform(0, 360)) if i % 3 else float((ra + rng.normal(0, radius)) % 360)
-        pdec = float(np.degrees(np.arcsin(rng.uniform(-1, 1)))) if i % 3 else float(
-            np.clip(dec + rng.normal(0, radius), -90, 90))
+        pdec = (
+            float(np.degrees(np.arcsin(rng.uniform(-1, 1))))
+            if i % 3
+            else float(np.clip(dec + rng.normal(0, radius), -90, 90))
+        )
         points.append((f"ivo://x/y/{i:04d}", pra, pdec))
         _add(store, *points[-1])
     found = {r.obs_publisher_did for r in store.search(ConeQuery(ra=ra, dec=dec, radius=radius))}
