@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
+from typing import Any, Union
 
 from pydantic import AnyUrl
+from pydantic_xml import create_model, element
 from vo_models.voresource.models import AccessURL, Capability, Interface
 from vo_models.vosi.availability.models import Availability
 from vo_models.vosi.capabilities.models import VOSICapabilities
@@ -44,8 +47,25 @@ def uws_capabilities(base: str, path: str) -> list[Capability]:
 
 
 def capabilities_document(capabilities: list[Capability]) -> bytes:
-    """A VOSI capabilities document listing ``capabilities``."""
-    return to_xml_bytes(VOSICapabilities(capability=capabilities))
+    """A VOSI capabilities document listing ``capabilities``, protocol-specific subclasses (SSA's) included."""
+    kinds = tuple(dict.fromkeys(type(capability) for capability in capabilities))
+    return to_xml_bytes(_document_model(kinds)(capability=capabilities))
+
+
+@functools.cache
+def _document_model(kinds: tuple[type[Capability], ...]) -> type[VOSICapabilities]:
+    """vo-models' document with a capability list that serialises exactly these classes.
+
+    pydantic-xml writes a member of a union only when the value's class is the
+    member itself, so vo-models' ``Union[TableAccess, Capability]`` silently
+    drops any other subclass of ``Capability``.
+    """
+    member: Any = Union[kinds]  # noqa: UP007 - a union built at run time from a tuple of classes
+    return create_model(
+        "VOSICapabilities",
+        __base__=VOSICapabilities,
+        capability=(list[member], element(tag="capability", ns="", nsmap={"": ""}, default=[])),
+    )
 
 
 def vosi_capabilities(base: str, path: str) -> list[Capability]:

@@ -289,8 +289,11 @@ class ArchiveStore:
         return [_record(row) for row in self._db.execute(sql, args)]
 
 
+_NAMES = tuple(c.strip() for c in _COLUMNS.split(","))
+_HEADER_INDEX = _NAMES.index("header")
+
+
 def _record(row: Any) -> SpectrumRecord:
     values = list(row)
-    values[22] = json.loads(values[22])
-    names = [c.strip() for c in _COLUMNS.split(",")]
-    return SpectrumRecord(**dict(zip(names, values, strict=True)))
+    values[_HEADER_INDEX] = json.loads(values[_HEADER_INDEX])
+    return SpectrumRecord(**dict(zip(_NAMES, values, strict=True)))
