@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import time
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from aiohttp import web
 
 from . import datalink, service_routes, soda, ssa
+from .archive.demo_bootstrap import fill_with_demo
 from .archive.service import Archive
 from .auth import UserFile, auth_middleware
 from .executor.base import Executor
@@ -105,6 +107,15 @@ def create_app(
 
     async def archive(app: web.Application) -> AsyncIterator[None]:
         app[ARCHIVE] = Archive(settings.archive_dir)
+        if settings.demo_spectra and app[ARCHIVE].store.count() == 0:
+            # A separate connection: the bootstrap runs in a thread.
+            demo_archive = Archive(settings.archive_dir)
+            try:
+                await asyncio.to_thread(
+                    fill_with_demo, demo_archive, settings.demo_dir, count=settings.demo_spectra
+                )
+            finally:
+                demo_archive.close()
         try:
             yield
         finally:

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     """Longest a client may ask a job to be kept (s from now)."""
     ingest_roots: Annotated[tuple[Path, ...], NoDecode] = ()
     """Directories an ``ingest`` job may read by path (comma-separated in the environment); none by default."""
+    demo_spectra: int = Field(default=3000, ge=0, le=1_000_000)
+    """Demo spectra generated and archived when the server starts on an empty archive; 0 for none."""
     max_upload: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Largest accepted request body or upload in bytes."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -91,6 +93,11 @@ class Settings(BaseSettings):
     def archive_dir(self) -> Path:
         """The spectra archive: its metadata database and stored files."""
         return self.data_dir / "archive"
+
+    @property
+    def demo_dir(self) -> Path:
+        """Where the demo archive's files and true labels are written."""
+        return self.data_dir / "demo"
 
     @property
     def incoming_dir(self) -> Path:

@@ -39,7 +39,7 @@ def make_settings(data_dir: Path) -> Callable[..., Settings]:
     """Build settings in the test's data directory, with overrides."""
 
     def factory(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"data_dir": data_dir, "port": 0, "workers": 2}
+        values: dict[str, Any] = {"data_dir": data_dir, "port": 0, "workers": 2, "demo_spectra": 0}
         values.update(overrides)
         return Settings(**values)
 

@@ -93,6 +93,8 @@ def server_environment(*, kinds: str = TEST_KINDS) -> dict[str, str]:
     """
     env = {name: value for name, value in os.environ.items() if not name.startswith("VOCLOUD_")}
     env["VOCLOUD_KINDS"] = kinds
+    # A small demo archive: enough to query, quick to generate at every start.
+    env["VOCLOUD_DEMO_SPECTRA"] = "40"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     return env
 
