@@ -1,4 +1,4 @@
-"""Server-side commands of the ``vocloud`` CLI: ``serve`` and ``user add``.
+"""Server-side commands of the ``vocloud`` CLI: ``serve``, ``user add`` and ``demo-data``.
 
 Only argument definitions live at import time; the web stack is imported when
 a command runs, so ``vocloud --help`` stays fast.
@@ -43,6 +43,43 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     add.add_argument("--config", type=Path, help="TOML file of settings")
     add.set_defaults(func=_user_add)
 
+    demo = commands.add_parser(
+        "demo-data",
+        help="write a synthetic archive of CCD700-like spectra with true labels",
+        description="Write a synthetic demo archive shaped like Ondřejov CCD700 H-alpha spectra: DIR/spectra/*.fit"
+        " (IRAF-style 1-D FITS), DIR/labels.csv (id,label: the true classes) and DIR/truth.csv (every drawn"
+        " parameter). The same --seed and --count give byte-identical files.",
+    )
+    demo.add_argument("--count", type=_positive_int, default=3000, metavar="N", help="spectra to write (default 3000)")
+    demo.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="folder to write into (created if missing)"
+    )
+    demo.add_argument("--seed", type=_non_negative_int, default=0, metavar="S", help="random seed (default 0)")
+    demo.add_argument("--overwrite", action="store_true", help="replace the spectra of an earlier demo archive in DIR")
+    demo.set_defaults(func=_demo_data)
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (argparse exits with 2 otherwise)."""
+    value = _non_negative_int(text)
+    if value < 1:
+        msg = f"must be at least 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    try:
+        value = int(text)
+    except ValueError as e:
+        msg = f"not an integer: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from e
+    if value < 0:
+        msg = f"must be zero or positive, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
 
 def _settings(args: argparse.Namespace, **extra: object):  # type: ignore[no-untyped-def]
     from .settings import Settings
@@ -77,4 +114,17 @@ def _user_add(args: argparse.Namespace) -> int:
         password = getpass.getpass(f"Password for {args.name}: ")
     UserFile(settings.users_file).add(args.name, password)
     print(f"User {args.name} saved in {settings.users_file}", file=sys.stderr)
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from .spectra.demo import generate_demo_archive
+
+    summary = generate_demo_archive(args.out, count=args.count, seed=args.seed, overwrite=args.overwrite)
+    classes = ", ".join(f"{label} {n}" for label, n in summary.classes.items())
+    print(
+        f"Wrote {summary.count} demo spectra ({classes}) to {summary.out_dir} in {summary.seconds:.1f} s"
+        f" ({summary.files_per_s:.0f} files/s); true labels in {summary.labels_path.name}",
+        flush=True,
+    )
     return 0

@@ -26,8 +26,9 @@ _log = logging.getLogger(__name__)
 def fill_with_demo(archive: Archive, out_dir: Path, *, count: int) -> int:
     """Generate ``count`` demo spectra into ``out_dir`` unless there, archive them; returns how many were added."""
     spectra_dir = out_dir / "spectra"
-    if not spectra_dir.is_dir() or not any(spectra_dir.iterdir()):
-        summary = generate_demo_archive(out_dir, count=count, seed=DEMO_SEED)
+    # labels.csv is written last: without it an earlier generation was interrupted.
+    if not (out_dir / "labels.csv").is_file():
+        summary = generate_demo_archive(out_dir, count=count, seed=DEMO_SEED, overwrite=True)
         _log.info("Generated %d demo spectra in %.1f s", summary.count, summary.seconds)
     added = 0
     for path in sorted(spectra_dir.iterdir()):
