@@ -23,6 +23,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line parser."""
+    from vocloud.client import ingest
     from vocloud.server import cli as server_cli
 
     parser = argparse.ArgumentParser(
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vocloud {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     server_cli.register(commands)
+    ingest.register(commands)
     return parser
 
 
