@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from vo_models.voresource.models import Capability
 
-from .keys import SERVICE, SETTINGS, STARTED
+from .keys import ARCHIVE, SERVICE, SETTINGS, STARTED
 from .kinds.describe import kinds_json, kinds_xml
 from .vosi import availability_document, capabilities_document, uws_capabilities
 
@@ -84,6 +84,8 @@ async def landing(request: web.Request) -> web.Response:
         if request.app[SETTINGS].auth == "basic"
         else ""
     )
+    count = request.app[ARCHIVE].store.count()
+    b = esc(base)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>vocloud</title></head>
 <body>
@@ -91,6 +93,17 @@ async def landing(request: web.Request) -> web.Response:
 <p>Machine learning on archives of 1-D astronomical spectra, served through
 Virtual Observatory protocols.</p>
 {auth_note}
+<h2>The spectra archive ({count} spectra)</h2>
+<ul>
+<li>SSAP 1.1: <a href="{b}/ssa?REQUEST=queryData&amp;FORMAT=METADATA"><code>{b}/ssa</code></a>
+(<a href="{b}/ssa/capabilities">capabilities</a>, <a href="{b}/ssa/availability">availability</a>)</li>
+<li>DataLink 1.1: <code>{b}/datalink?ID=...</code>
+(<a href="{b}/datalink/capabilities">capabilities</a>, <a href="{b}/datalink/availability">availability</a>)</li>
+<li>SODA 1.0 cutouts: <code>{b}/soda?ID=...&amp;BAND=...</code>
+(<a href="{b}/soda/capabilities">capabilities</a>, <a href="{b}/soda/availability">availability</a>)</li>
+</ul>
+<p>Add spectra with <code>vocloud ingest FILES_OR_DIRS_OR_URLS --server {b}</code> or the
+<code>ingest</code> job below.</p>
 <h2>Asynchronous jobs (IVOA UWS 1.1)</h2>
 <ul>
 {rows}
@@ -98,17 +111,25 @@ Virtual Observatory protocols.</p>
 <p>Every job list follows UWS 1.1: create with <code>POST</code>, start with
 <code>PHASE=RUN</code>, block with <code>?WAIT=-1</code>, fetch
 <code>/results/result</code>. Parameters of every kind:
-<a href="{esc(base)}/jobs">{esc(base)}/jobs</a> (JSON; add <code>?FORMAT=xml</code> for XML).
-VOSI: <a href="{esc(base)}/jobs/capabilities">capabilities</a>,
-<a href="{esc(base)}/jobs/availability">availability</a>.</p>
+<a href="{b}/jobs">{b}/jobs</a> (JSON; add <code>?FORMAT=xml</code> for XML).
+VOSI: <a href="{b}/jobs/capabilities">capabilities</a>,
+<a href="{b}/jobs/availability">availability</a>.</p>
+<h2>From TOPCAT</h2>
+<p><em>VO &gt; SSA Query</em>, then enter <code>{b}/ssa</code> as the SSA URL and search
+around a position (the demo archive covers the northern sky). Job results are VOTables:
+load a result URL with <em>File &gt; Load Table</em>.</p>
 <h2>From pyvo</h2>
+<pre>import pyvo
+from astropy.coordinates import SkyCoord
+ssa = pyvo.dal.SSAService("{b}/ssa")
+results = ssa.search(pos=SkyCoord(180, 45, unit="deg"), diameter=20)
+record = results[0]
+links = record.getdatalink()          # #this, #preview, #cutout (SODA)
+print(record.acref, links.bysemantics("#preview", include_narrower=False)[0].access_url)</pre>
 <pre>import requests, pyvo
-r = requests.post("{esc(base)}/jobs/KIND", data={{"PHASE": "RUN"}})
+r = requests.post("{b}/jobs/KIND", data={{"PHASE": "RUN"}})
 job = pyvo.dal.AsyncTAPJob(r.url)
 job.wait(); print(job.phase, job.result_uri)</pre>
-<h2>From TOPCAT</h2>
-<p>Results are VOTables: load a result URL with <em>File &gt; Load Table</em>
-(location <code>{esc(base)}/jobs/KIND/JOB/results/result</code>).</p>
 </body></html>
 """
     return web.Response(text=page, content_type="text/html")

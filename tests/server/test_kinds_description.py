@@ -59,3 +59,6 @@ async def test_landing_page_lists_the_job_kinds(client):
     for kind in ALL:
         assert f"/jobs/{kind.name}" in page
     assert "pyvo" in page and "TOPCAT" in page
+    for service in ("/ssa", "/datalink", "/soda"):
+        assert f"{service}/capabilities" in page
+    assert "(0 spectra)" in page
