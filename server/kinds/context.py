@@ -5,6 +5,7 @@ Imported by worker processes; depends on nothing of the web server.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +19,9 @@ ProgressSink = Callable[[str, float, str], None]
 
 _PROGRESS_INTERVAL_S = 0.2
 """Least time between two progress reports that are sent on; the last one always goes."""
+
+RESULT_TYPES_FILE = "result-types.json"
+"""File in a job's directory naming the media types its runner chose for results, by result name."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,8 +89,16 @@ class JobContext:
         """Directory whose files become the job's UWS results."""
         return self.workdir / "results"
 
-    def result_path(self, name: str) -> Path:
+    def result_path(self, name: str, *, mime_type: str | None = None) -> Path:
         """Path to write the result ``name`` to; the file name is the UWS result id.
+
+        Parameters
+        ----------
+        name
+            The result id.
+        mime_type
+            Media type to serve this result with, when the runner decides it
+            (a format the user chose); it overrides the kind's declared type.
 
         Raises
         ------
@@ -97,6 +109,11 @@ class JobContext:
             msg = f"Invalid result name {name!r}"
             raise ValueError(msg)
         self.results_dir.mkdir(parents=True, exist_ok=True)
+        if mime_type is not None:
+            types_file = self.workdir / RESULT_TYPES_FILE
+            types = json.loads(types_file.read_text(encoding="utf-8")) if types_file.is_file() else {}
+            types[name] = mime_type
+            types_file.write_text(json.dumps(types), encoding="utf-8")
         return self.results_dir / name
 
     def progress(self, fraction: float, message: str = "") -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import mimetypes
 import secrets
@@ -24,7 +25,7 @@ from typing import Any
 
 from ..errors import ForbiddenError, NotFoundError, UsageError
 from ..executor.base import Executor, RunningTask, TaskError, TaskSpec
-from ..kinds.context import ServerPaths
+from ..kinds.context import RESULT_TYPES_FILE, ServerPaths
 from ..kinds.registry import KindRegistry
 from ..kinds.spec import JobKind, ParameterValueError, ParamType, format_value
 from .models import ErrorInfo, JobRecord, ParameterValue, Progress, ResultFile
@@ -640,12 +641,13 @@ class JobService:
         directory = self.workdir(job) / "results"
         if not directory.is_dir():
             return []
+        chosen = self._chosen_result_types(job)
         results = []
         for path in sorted(directory.iterdir()):
             if not path.is_file():
                 continue
             spec = kind.result(path.name) if kind is not None else None
-            mime = spec.mime_type if spec else mimetypes.guess_type(path.name)[0]
+            mime = chosen.get(path.name) or (spec.mime_type if spec else mimetypes.guess_type(path.name)[0])
             results.append(
                 ResultFile(name=path.name, mime_type=mime or "application/octet-stream", size=path.stat().st_size)
             )
@@ -654,6 +656,17 @@ class JobService:
             order = {r.name: i for i, r in enumerate(kind.results)}
             results.sort(key=lambda r: (order.get(r.name, len(order)), r.name))
         return results
+
+    def _chosen_result_types(self, job: JobRecord) -> dict[str, str]:
+        """Media types the runner chose for its results (``JobContext.result_path(mime_type=...)``)."""
+        path = self.workdir(job) / RESULT_TYPES_FILE
+        try:
+            chosen = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(chosen, dict):
+            return {}
+        return {str(k): str(v) for k, v in chosen.items()}
 
     def _on_progress(self, job_id: str, fraction: float, message: str) -> None:
         if job_id in self._running:
