@@ -2,10 +2,13 @@
 
 The unit tests check documents against our own reading of the standards; this
 runner asks independent tools: ``stilts xsdvalidate`` against the IVOA schemas
-bundled in STILTS (UWS, VOSI, VOResource) and ``stilts votlint`` for VOTables.
-It starts the real server (``vocloud serve``, not an in-process app) with the
-test job kinds, leaves one job in every UWS phase the server uses, downloads
-each document and validates it.
+bundled in STILTS (UWS, VOSI, VOResource) and, for SSA capabilities, the SSA
+schema Debian's python3-gavo ships; ``stilts votlint`` for VOTables (SSAP
+responses, SODA cutouts, errors); ``stilts datalinklint`` for DataLink
+documents, over HTTP so that their Content-Type is checked too. It starts the
+real server (``vocloud serve``, not an in-process app) with the test job kinds
+and a small demo archive, leaves one job in every UWS phase the server uses,
+downloads each document and validates it.
 
 Usage::
 
@@ -19,6 +22,7 @@ behave as the scenario needs). Adding a check is one line in ``CHECKS``.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import string
@@ -32,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -54,6 +58,9 @@ LONG_JOB_S = "900"
 VALIDATOR_TIMEOUT_S = 300.0
 PARALLEL_VALIDATORS = 4
 """STILTS calls at once: each is a JVM start of about a second, and a few hundred MB."""
+SSA_SCHEMA = Path("/usr/lib/python3/dist-packages/gavo/resources/schemata/SSA.xsd")
+"""The SSA 1.1 schema (not inside STILTS); installed by conformance/install-validators with python3-gavo."""
+SSA_NAMESPACE = "http://www.ivoa.net/xml/SSA/v1.1"
 
 
 class Validator(StrEnum):
@@ -61,11 +68,20 @@ class Validator(StrEnum):
 
     XSD = "xsdvalidate"
     """XML Schema validation; exit status 1 when invalid."""
+    XSD_SSA = "xsdvalidate+SSA"
+    """XML Schema validation that also knows the SSA 1.1 schema (for SSA capabilities)."""
     VOTLINT = "votlint"
     """VOTable checks beyond the schema (datatypes, cell values); exits 0 even with errors."""
+    DATALINK = "datalinklint"
+    """DataLink checks, given the URL (Content-Type included); a JSON report, exit 0 even with errors."""
 
-    def command(self, stilts: str, document: Path) -> list[str]:
-        """The command validating ``document``.
+    @property
+    def reads_url(self) -> bool:
+        """Whether the validator is given the URL rather than a downloaded copy."""
+        return self is Validator.DATALINK
+
+    def command(self, stilts: str, document: str) -> list[str]:
+        """The command validating ``document`` (a file, or a URL for :attr:`reads_url` validators).
 
         Parameters are named on purpose: a bare location containing ``?`` makes STILTS prompt.
         """
@@ -73,15 +89,26 @@ class Validator(StrEnum):
             case Validator.XSD:
                 # uselocals: STILTS' own copies of the IVOA schemas, so no network is needed.
                 return [stilts, "xsdvalidate", "uselocals=true", f"doc={document}"]
+            case Validator.XSD_SSA:
+                return [
+                    stilts, "xsdvalidate", "uselocals=true", f"schemaloc={SSA_NAMESPACE}={SSA_SCHEMA}",
+                    f"doc={document}",
+                ]  # fmt: skip
             case Validator.VOTLINT:
                 return [stilts, "votlint", f"votable={document}"]
+            case Validator.DATALINK:
+                return [stilts, "datalinklint", "format=json", f"votable={document}"]
             case _:
                 msg = f"Unknown validator {self!r}"
                 raise ValueError(msg)
 
 
 XSD = Validator.XSD
+XSD_SSA = Validator.XSD_SSA
 VOTLINT = Validator.VOTLINT
+DATALINK = Validator.DATALINK
+
+SSA_QUERY = "/ssa?REQUEST=queryData"
 
 
 @dataclass(frozen=True)
@@ -136,6 +163,27 @@ CHECKS: tuple[Check, ...] = (
     Check("error VOTable (usage)", VOTLINT, "{usage_error}/error"),
     Check("error VOTable (worker crash)", VOTLINT, "{crashed}/error"),
     Check("result VOTable", VOTLINT, "{completed}/results/result"),
+    Check("ingest report VOTable", VOTLINT, "{ingested}/results/result"),
+    # The archive: SSAP 1.1, DataLink 1.1 and SODA 1.0, each with its VOSI endpoints.
+    Check("SSA availability", XSD, "/ssa/availability"),
+    Check("SSA capabilities", XSD_SSA, "/ssa/capabilities"),
+    Check("SSA cone", VOTLINT, SSA_QUERY + "&POS=180,45&SIZE=180"),
+    Check("SSA band and time", VOTLINT, SSA_QUERY + "&BAND=6.5e-7/6.6e-7&TIME=1990-01-01/2100-01-01"),
+    Check("SSA FORMAT=METADATA", VOTLINT, SSA_QUERY + "&FORMAT=METADATA"),
+    Check("SSA empty result", VOTLINT, SSA_QUERY + "&POS=0,-89.9&SIZE=0.001"),
+    Check("SSA OVERFLOW", VOTLINT, SSA_QUERY + "&MAXREC=1"),
+    Check("SSA error (POS)", VOTLINT, SSA_QUERY + "&POS=1,91", status=400),
+    Check("DataLink availability", XSD, "/datalink/availability"),
+    Check("DataLink capabilities", XSD, "/datalink/capabilities"),
+    Check("DataLink, one ID", DATALINK, "/datalink?ID={id1}"),
+    Check("DataLink, two IDs", DATALINK, "/datalink?ID={id1}&ID={id2}"),
+    Check("DataLink, with an unknown ID", DATALINK, "/datalink?ID={id1}&ID=ivo%3A%2F%2Fnowhere%2Fnothing"),
+    Check("SODA availability", XSD, "/soda/availability"),
+    Check("SODA capabilities", XSD, "/soda/capabilities"),
+    Check("SODA cutout VOTable", VOTLINT, "/soda?ID={id1}&BAND=6.5e-7%206.6e-7&RESPONSEFORMAT=votable"),
+    Check(
+        "SODA normalised VOTable", VOTLINT, "/soda?ID={id1}&BAND=6.5e-7%206.6e-7&RESPONSEFORMAT=votable&NORMALIZE=true"
+    ),
 )
 
 
@@ -240,7 +288,11 @@ def run_scenario(client: JobClient) -> dict[str, str]:
     one waits behind it (QUEUED) until the server is stopped.
     """
     jobs = {"sleep": "/jobs/sleep", "fail": "/jobs/fail"}
+    jobs.update(archive_ids(client.session, client.base))
     run = ("PHASE", "RUN")
+    # An ingest of a spectrum the demo archive already has: its report says "duplicate".
+    jobs["ingested"] = client.create("ingest", [("url", f"{client.base}/data?ID={jobs['id1']}"), run])
+    client.wait_for(jobs["ingested"], "COMPLETED")
     jobs["completed"] = client.create("sleep", [
         ("RUNID", "conformance"), ("seconds", "0.2"), ("label", "escaped <&> text"), ("band", "5.5e-7"),
         ("band", "6.5e-7"), ("partial", "true"), ("after", "2024-01-01T00:00:00Z"), ("colour", "red"),
@@ -265,6 +317,28 @@ def run_scenario(client: JobClient) -> dict[str, str]:
     jobs["queued"] = client.create("sleep", [("seconds", "1"), run])
     client.wait_for(jobs["queued"], "QUEUED")
     return jobs
+
+
+def archive_ids(session: requests.Session, base: str) -> dict[str, str]:
+    """Two publisher DIDs of the archive (URL-quoted), read from an SSAP response.
+
+    Raises
+    ------
+    ScenarioError
+        Raised if the archive has fewer than two spectra.
+    """
+    response = session.get(f"{base}{SSA_QUERY}&MAXREC=2", timeout=HTTP_TIMEOUT_S)
+    root = ET.fromstring(response.content)
+    fields = [f.get("utype", "").lower() for f in root.iter() if f.tag.endswith("FIELD")]
+    if "ssa:curation.publisherdid" not in fields:
+        msg = f"The SSA response has no ssa:Curation.PublisherDID column: {response.text[:300]}"
+        raise ScenarioError(msg)
+    column = fields.index("ssa:curation.publisherdid")
+    rows = [[td.text or "" for td in tr if td.tag.endswith("TD")] for tr in root.iter() if tr.tag.endswith("TR")]
+    if len(rows) < 2:
+        msg = "The archive needs at least two spectra (the server's demo archive)"
+        raise ScenarioError(msg)
+    return {"id1": quote(rows[0][column], safe=""), "id2": quote(rows[1][column], safe="")}
 
 
 # -- fetching and validating ------------------------------------------------------------------------
@@ -298,10 +372,13 @@ def validate(stilts: str, document: Fetched) -> Outcome:
     check = document.check
     if document.problem is not None:
         return Outcome(check=check, url=document.url, errors=1, warnings=0, messages=(document.problem,))
+    target = document.url if check.validator.reads_url else str(document.path)
     result = subprocess.run(
-        check.validator.command(stilts, document.path),
+        check.validator.command(stilts, target),
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=VALIDATOR_TIMEOUT_S, check=False,
     )  # fmt: skip
+    if check.validator is DATALINK:
+        return _datalink_outcome(document, result)
     lines = (result.stdout + result.stderr).splitlines()
     errors = [line for line in lines if line.startswith("ERROR")]
     warnings = [line for line in lines if line.startswith("WARNING")]
@@ -310,6 +387,23 @@ def validate(stilts: str, document: Fetched) -> Outcome:
         errors = [f"stilts exited with status {result.returncode}: {' | '.join(lines[-5:])}"]
     return Outcome(
         check=check, url=document.url, errors=len(errors), warnings=len(warnings),
+        messages=tuple(errors + warnings),
+    )  # fmt: skip
+
+
+def _datalink_outcome(document: Fetched, result: subprocess.CompletedProcess[str]) -> Outcome:
+    """Count datalinklint's JSON report: ERROR and FAILURE sections are errors."""
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        message = f"datalinklint gave no JSON report (status {result.returncode}): {result.stderr[-300:]}"
+        return Outcome(check=document.check, url=document.url, errors=1, warnings=0, messages=(message,))
+    sections = report.get("sections", [])
+    errors = [f"{s['level']} {s.get('code', '')} {s.get('message', '')}" for s in sections
+              if s.get("level") in {"ERROR", "FAILURE"}]  # fmt: skip
+    warnings = [f"WARNING {s.get('code', '')} {s.get('message', '')}" for s in sections if s.get("level") == "WARNING"]
+    return Outcome(
+        check=document.check, url=document.url, errors=len(errors), warnings=len(warnings),
         messages=tuple(errors + warnings),
     )  # fmt: skip
 
@@ -351,7 +445,11 @@ def _checks_for_running_server(session: requests.Session, base: str) -> list[Che
     response = session.get(f"{base}/jobs", headers={"Accept": "application/json"}, timeout=HTTP_TIMEOUT_S)
     response.raise_for_status()
     kinds = [kind["name"] for kind in response.json()["kinds"]]
-    return [c for c in CHECKS if not c.fields()] + [
+    try:
+        known = archive_ids(session, base)
+    except (ScenarioError, ET.ParseError):
+        known = {}
+    return [c for c in CHECKS if c.fields() <= known.keys()] + [
         Check(f"job list /jobs/{kind}", XSD, f"/jobs/{kind}") for kind in kinds
     ]
 
@@ -361,13 +459,15 @@ def _run(args: argparse.Namespace, stilts: str, workdir: Path) -> list[Outcome]:
         if args.base_url:
             base = args.base_url.rstrip("/")
             checks = _checks_for_running_server(session, base)
-            documents = fetch_all(session, base, checks, {}, workdir / "documents")
-        else:
-            # One worker is what makes a QUEUED job possible.
-            with running_server(data_dir=workdir / "data", log_path=workdir / "server.log", workers=1) as server:
-                jobs = run_scenario(JobClient(session=session, base=server.base_url))
-                documents = fetch_all(session, server.base_url, CHECKS, jobs, workdir / "documents")
-    return validate_all(stilts, documents)
+            known = archive_ids(session, base) if any("id1" in c.fields() for c in checks) else {}
+            documents = fetch_all(session, base, checks, known, workdir / "documents")
+            return validate_all(stilts, documents)
+        # One worker is what makes a QUEUED job possible. Validation happens while the server
+        # runs: datalinklint reads its documents over HTTP.
+        with running_server(data_dir=workdir / "data", log_path=workdir / "server.log", workers=1) as server:
+            jobs = run_scenario(JobClient(session=session, base=server.base_url))
+            documents = fetch_all(session, server.base_url, CHECKS, jobs, workdir / "documents")
+            return validate_all(stilts, documents)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The one place vocloud writes VOTables (astropy), including DALI error documents."""
+"""The one place vocloud reads and writes VOTables, including DALI error documents."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from astropy.io.votable import from_table, parse
+from astropy.io.votable import parse
 from astropy.io.votable.tree import (
     CooSys,
     Field,
@@ -27,7 +27,6 @@ from astropy.io.votable.tree import (
     Values,
     VOTableFile,
 )
-from astropy.table import Table
 from lxml import etree
 
 __all__ = [
@@ -42,7 +41,6 @@ __all__ = [
     "TimeSystem",
     "error_document",
     "parse_tolerant",
-    "table_document",
 ]
 
 VOTABLE_MIME = "application/x-votable+xml"
@@ -109,14 +107,6 @@ def parse_tolerant(data: bytes) -> VOTableFile:
         msg = f"Not a readable VOTable: {e}"
         raise ValueError(msg) from e
 
-
-def table_document(table: Table) -> bytes:
-    """An astropy table as a VOTable 1.4 document (TABLEDATA)."""
-    document = from_table(table)
-    document.version = VOTABLE_VERSION
-    buffer = io.BytesIO()
-    document.to_xml(buffer)
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True, kw_only=True)

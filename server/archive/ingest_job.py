@@ -20,10 +20,9 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 from astropy.io.votable.tree import VOTableFile
-from astropy.table import Table
 
 from ..kinds import JobContext, JobUsageError
-from ..votable import parse_tolerant, table_document
+from ..votable import FieldSpec, ResultDocument, parse_tolerant
 from .ingest import IngestOutcome, IngestStatus, ingest_bytes
 from .service import Archive
 
@@ -78,21 +77,35 @@ def run_ingest(params: dict[str, Any], context: JobContext) -> None:
     context.progress(1.0, summary)
 
 
+_REPORT = ResultDocument(
+    fields=(
+        FieldSpec(name="source", datatype="unicodeChar", arraysize="*", description="Where the spectrum came from"),
+        FieldSpec(
+            name="status", datatype="char", arraysize="*", description="added, duplicate (already archived) or failed"
+        ),
+        FieldSpec(
+            name="publisher_did",
+            datatype="char",
+            arraysize="*",
+            ucd="meta.ref.ivoid",
+            description="Publisher DID of the archived spectrum",
+        ),
+        FieldSpec(name="message", datatype="unicodeChar", arraysize="*", description="Why a source failed"),
+    ),
+    description="Report of an ingest job: one row per source",
+)
+
+
 def _report(outcomes: list[IngestOutcome]) -> bytes:
-    table = Table(
+    return _REPORT.write(
         {
             "source": [o.source for o in outcomes],
             "status": [o.status.value for o in outcomes],
-            "publisher_did": [o.publisher_did or "" for o in outcomes],
-            "message": [o.message for o in outcomes],
+            "publisher_did": [o.publisher_did for o in outcomes],
+            "message": [o.message or None for o in outcomes],
         },
-        dtype=[str, str, str, str],
+        rows=len(outcomes),
     )
-    table["source"].description = "Where the spectrum came from"
-    table["status"].description = "added, duplicate (already archived) or failed"
-    table["publisher_did"].description = "Publisher DID of the archived spectrum"
-    table["message"].description = "Why a source failed"
-    return table_document(table)
 
 
 # -- sources ----------------------------------------------------------------------------------
