@@ -19,7 +19,7 @@ from typing import IO, Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
-from astropy.io.votable.tree import VOTableFile
+from astropy.io.votable.tree import Param, VOTableFile
 
 from ..kinds import JobContext, JobUsageError
 from ..votable import FieldSpec, ResultDocument, parse_tolerant
@@ -278,7 +278,8 @@ def _datalink_descriptor(document: VOTableFile, fields: list[Any]) -> tuple[str,
         standard = str(params["standardID"].value) if "standardID" in params else ""
         if not standard.lower().startswith(DATALINK_STANDARD) or "accessURL" not in params:
             continue
-        ids = [p for p in resource.groups for p in p.params if p.name == "ID"]
+        # DataLink 1.1 section 4.1: the input parameters sit in a GROUP named inputParams.
+        ids = [e for g in resource.groups for e in g.entries if isinstance(e, Param) and e.name == "ID"]
         ref = ids[0].ref if ids else None
         field = next((f for f in fields if ref is not None and ref in (f.ID, f.name)), None)
         if field is not None:

@@ -154,3 +154,55 @@ async def test_all_real_fits_files_ingest(make_client, shared_data):
     assert failed == []
     archive = client.server.app[ARCHIVE]
     assert archive.store.count() == len({r[2] for r in rows if r[1] in ("added", "duplicate")})
+
+
+async def _remote_archive(make_settings, aiohttp_server, tmp_path):
+    """A second vocloud with a small demo archive, standing in for a remote SSA/DataLink service."""
+    from tests.support.kinds import ALL
+    from vocloud.server.app import create_app
+
+    settings = make_settings(data_dir=tmp_path / "remote", demo_spectra=8)
+    return await aiohttp_server(create_app(settings, kinds=ALL))
+
+
+async def test_remote_ssa_query_is_staged_by_accref(client, make_settings, aiohttp_server, tmp_path):
+    remote = await _remote_archive(make_settings, aiohttp_server, tmp_path)
+    path = await create(
+        client, "ingest", ssa_url=str(remote.make_url("/ssa")), ssa_query="POS=0,0&SIZE=360&MAXREC=5", phase="RUN"
+    )
+    _, rows = await _report(client, path)
+    assert [r[1] for r in rows] == ["added"] * 5
+    assert all("/data?ID=" in r[0] for r in rows)
+    local, far = client.server.app[ARCHIVE], remote.app[ARCHIVE]
+    for row in rows:
+        mine, theirs = local.store.get(row[2]), far.store.get(row[2])
+        assert local.file_path(mine).read_bytes() == far.file_path(theirs).read_bytes()
+
+
+async def test_votable_without_accref_is_staged_through_datalink(client, make_settings, aiohttp_server, tmp_path):
+    remote = await _remote_archive(make_settings, aiohttp_server, tmp_path)
+    query = {"REQUEST": "queryData", "MAXREC": "3"}
+    async with aiohttp.ClientSession() as http, http.get(remote.make_url("/ssa"), params=query) as response:
+        body = await response.read()
+    # Drop the access reference column, as a service that only offers DataLink would.
+    root = etree.fromstring(body)
+    table = root.find(".//{*}TABLE")
+    fields = list(table.iterfind("{*}FIELD"))
+    index = next(i for i, f in enumerate(fields) if f.get("utype", "").lower() == "ssa:access.reference")
+    table.remove(fields[index])
+    for tr in table.iter("{*}TR"):
+        tr.remove(list(tr)[index])
+    form = aiohttp.FormData()
+    form.add_field("votable", etree.tostring(root), filename="ssa.xml")
+    form.add_field("PHASE", "RUN")
+    path = await create(client, "ingest", data=form)
+    _, rows = await _report(client, path)
+    assert [r[1] for r in rows] == ["added"] * 3
+    assert all(r[0].startswith("ivo://vocloud.demo/") for r in rows)
+
+
+async def test_ssa_error_response_is_a_usage_error(client, make_settings, aiohttp_server, tmp_path):
+    remote = await _remote_archive(make_settings, aiohttp_server, tmp_path)
+    path = await create(client, "ingest", ssa_url=str(remote.make_url("/ssa")), ssa_query="POS=1,91", phase="RUN")
+    doc = await wait_for_phase(client, path, "ERROR")
+    assert "POS" in doc.error_message
