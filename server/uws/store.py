@@ -2,21 +2,18 @@
 
 One connection, used only from the event loop's thread: each call is a short
 transaction (tens of microseconds), cheaper than handing work to a thread.
-``synchronous=NORMAL`` in WAL mode keeps every committed transaction across a
-crash of the process (``kill -9``); only an operating-system crash may lose the
-last ones.
+Durability across ``kill -9`` comes from :mod:`vocloud.server.sqlite`.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..sqlite import open_database, transaction
 from .models import ErrorInfo, JobRecord, ParameterValue, Progress, ResultFile
 from .phases import ExecutionPhase
 
@@ -72,36 +69,21 @@ class JobStore:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
 
     def close(self) -> None:
         """Close the connection."""
         self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
     def add(self, job: JobRecord) -> None:
         """Insert a new job."""
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             db.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(job))
 
     def save(self, job: JobRecord) -> None:
         """Write every field of an existing job in one transaction."""
         row = _row(job)
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             db.execute(
                 "UPDATE jobs SET kind=?, owner=?, run_id=?, phase=?, creation_time=?, start_time=?,"
                 " end_time=?, destruction_time=?, execution_duration=?, parameters=?,"
@@ -112,7 +94,7 @@ class JobStore:
     def save_progress(self, job_id: str, progress: Progress) -> None:
         """Record a progress report without touching anything else of the job."""
         value = json.dumps([progress.fraction, progress.message, progress.updated.timestamp()])
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             db.execute("UPDATE jobs SET progress=? WHERE job_id=?", (value, job_id))
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -122,7 +104,7 @@ class JobStore:
 
     def delete(self, job_id: str) -> None:
         """Forget a job."""
-        with self._transaction() as db:
+        with transaction(self._db) as db:
             db.execute("DELETE FROM jobs WHERE job_id=?", (job_id,))
 
     def list_jobs(
