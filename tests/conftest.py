@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from aiohttp.test_utils import TestClient
 
 from tests.support.kinds import ALL
@@ -63,6 +64,13 @@ def make_client(
 async def client(make_client: ClientFactory) -> TestClient[Any, Any]:
     """The application with default test settings."""
     return await make_client()
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    """A requests session for clients such as pyvo (closed at the end, so no socket is left open)."""
+    with requests.Session() as http:
+        yield http
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ and STILTS run against the application on a real port, in worker threads.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,7 @@ from yarl import URL
 
 from tests.support.kinds import ALL
 from tests.support.spectra_archive import CCD700, LINE_CENTRE, archive_spectra, iraf_fits
+from tests.support.threads import in_thread
 from tests.support.uws import dali_error_message
 from vocloud.server.app import create_app
 from vocloud.server.keys import ARCHIVE
@@ -295,16 +295,6 @@ async def server(aiohttp_server: Any, make_settings: Callable[..., Settings]) ->
     yield test_server
 
 
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    """The requests session handed to pyvo."""
-    with requests.Session() as http:
-        yield http
-
-
-async def in_thread(scenario: Callable[[], Any]) -> Any:
-    """Run blocking pyvo/requests/STILTS code off the event loop that serves it."""
-    return await asyncio.to_thread(scenario)
 
 
 async def test_pyvo_finds_this_and_cuts_through_the_descriptor(server: TestServer, session: requests.Session) -> None:

@@ -7,8 +7,7 @@ in a worker thread, never on the event loop that serves it.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ import requests
 from aiohttp.test_utils import TestServer
 
 from tests.support.kinds import ALL
+from tests.support.threads import in_thread
 from tests.support.uws import dali_error_message
 from vocloud.server.app import create_app
 from vocloud.server.settings import Settings
@@ -31,12 +31,6 @@ async def server(aiohttp_server, make_settings: Callable[..., Settings]) -> Asyn
     yield await aiohttp_server(create_app(make_settings(), kinds=ALL))
 
 
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    """The requests session handed to pyvo (closed at the end, so no socket is left open)."""
-    with requests.Session() as http:
-        yield http
-
 
 def create_job(session: requests.Session, url: str, **form: Any) -> str:
     """Create a job as the landing page shows (POST, follow the 303); returns the job URL."""
@@ -45,10 +39,6 @@ def create_job(session: requests.Session, url: str, **form: Any) -> str:
     assert [r.status_code for r in response.history] == [303]
     return response.url
 
-
-async def in_thread(scenario: Callable[[], Any]) -> Any:
-    """Run blocking pyvo/requests code off the event loop that serves it."""
-    return await asyncio.to_thread(scenario)
 
 
 async def test_pyvo_runs_waits_fetches_and_deletes_a_job(server: TestServer, session: requests.Session):

@@ -7,12 +7,11 @@ thread against the application on a real port (as in test_pyvo.py).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import math
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from astropy.io.votable.tree import VOTableFile
 from lxml import etree
 
 from tests.support.kinds import ALL
+from tests.support.threads import in_thread
 from tests.support.uws import dali_error_message
 from vocloud.server import ssa as ssa_module
 from vocloud.server.app import create_app
@@ -484,16 +484,6 @@ async def server(aiohttp_server: Any, make_settings: Callable[..., Settings]) ->
     yield test_server
 
 
-@pytest.fixture
-def session() -> Iterator[requests.Session]:
-    """The requests session handed to pyvo."""
-    with requests.Session() as http:
-        yield http
-
-
-async def in_thread(scenario: Callable[[], Any]) -> Any:
-    """Run blocking pyvo code off the event loop that serves it."""
-    return await asyncio.to_thread(scenario)
 
 
 async def test_pyvo_search_by_position_diameter_and_band(server: TestServer, session: requests.Session):
