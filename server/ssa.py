@@ -396,11 +396,16 @@ def _range(text: str, name: str) -> tuple[str | None, str | None]:
     return parts[0].strip() or None, parts[1].strip() or None
 
 
-def _ordered(low: float | None, high: float | None) -> tuple[float | None, float | None]:
-    # SSA 1.1 section 8.7.2: BAND and TIME are ordered range lists, which the
-    # service sorts, so 7e-7/4e-7 means the same as 4e-7/7e-7.
+def _ordered(name: str, text: str, low: float | None, high: float | None) -> tuple[float | None, float | None]:
+    """The range, refused when reversed.
+
+    A reversed range is most likely a mistake (swapped bounds, a unit slip);
+    answering it silently with the sorted range would hide that, so it is a
+    usage error naming the parameter, as SODA's BAND is.
+    """
     if low is not None and high is not None and low > high:
-        return high, low
+        msg = f"{name}={text}: the lower bound is above the upper bound"
+        raise UsageError(msg)
     return low, high
 
 
@@ -422,7 +427,7 @@ def _band(text: str) -> tuple[float | None, float | None]:
             raise UsageError(msg)
         return wavelength
 
-    return _ordered(metres(low), metres(high))
+    return _ordered("BAND", text, metres(low), metres(high))
 
 
 _PARTIAL_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
@@ -474,7 +479,8 @@ def _time(text: str) -> tuple[float | None, float | None]:
         msg = f"TIME={text}: expected ISO 8601 UTC times such as 2008-11-05 or 2008-11-05T20:15:00, or a range t1/t2"
         raise UsageError(msg) from None
     if first is not None and last is not None and first[0] > last[0]:
-        first, last = last, first  # sorted, as BAND (section 8.7.2)
+        msg = f"TIME={text}: the start is after the end"
+        raise UsageError(msg)
     return (None if first is None else first[0], None if last is None else last[1])
 
 

@@ -164,11 +164,6 @@ async def test_band_range_must_overlap_and_may_be_open(client: TestClient[Any, A
     assert await found(client, BAND="6.5e-7/;source") == {A, C}
 
 
-async def test_band_range_given_backwards_is_sorted_as_ssa_says(client: TestClient[Any, Any]):
-    # SSA 1.1 section 8.7.2: BAND is an ordered range list, sorted by the service.
-    assert await found(client, BAND="7e-7/6.9e-7") == await found(client, BAND="6.9e-7/7e-7")
-
-
 async def test_time_of_a_year_a_day_or_an_instant(client: TestClient[Any, Any]):
     assert await found(client, TIME="2009") == {A}
     assert await found(client, TIME="2012-03") == {B}
@@ -177,10 +172,10 @@ async def test_time_of_a_year_a_day_or_an_instant(client: TestClient[Any, Any]):
     assert await found(client, TIME="2009-06-18T03:30:00Z") == {A}
 
 
-async def test_time_ranges_may_be_open_and_backwards(client: TestClient[Any, Any]):
+async def test_time_ranges_may_be_open(client: TestClient[Any, Any]):
     assert await found(client, TIME="2012-01-01/") == {B, C, E}
     assert await found(client, TIME="/2010") == {A}
-    assert await found(client, TIME="2013/2012") == {B}
+    assert await found(client, TIME="2012/2013") == {B}
 
 
 async def test_target_collection_and_pubdid(client: TestClient[Any, Any]):
@@ -415,6 +410,8 @@ BAD_REQUESTS = [
     ({"BAND": "-1e-7/2e-7"}, "BAND=-1e-7/2e-7: wavelengths must be finite and not negative"),
     ({"BAND": "1e-7/2e-7/3e-7"}, "BAND=1e-7/2e-7/3e-7: expected a value or a range"),
     ({"BAND": "1e-7/2e-7,3e-7/4e-7"}, "BAND=1e-7/2e-7,3e-7/4e-7: give one value or range"),
+    ({"BAND": "7e-7/4e-7"}, "BAND=7e-7/4e-7: the lower bound is above the upper bound"),
+    ({"TIME": "2010-01-02/2009-01-01"}, "TIME=2010-01-02/2009-01-01: the start is after the end"),
     ({"TIME": "yesterday"}, "TIME=yesterday: expected ISO 8601"),
     ({"TIME": "2020-13-01"}, "TIME=2020-13-01: expected ISO 8601"),
     ({"TIME": "55000/56000"}, "TIME=55000/56000: expected ISO 8601"),
