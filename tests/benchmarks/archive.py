@@ -1028,7 +1028,11 @@ def build_parser() -> argparse.ArgumentParser:
     peer.add_argument("--peer-datalink-path", default="/specpeer/q/sdl/dlmeta", help="default: the DaCHS peer's")
     peer.add_argument("--peer-soda-path", default="/specpeer/q/sdl/dlget", help="default: the DaCHS peer's")
     data = parser.add_argument_group("data (servers started here)")
-    data.add_argument("--files", type=Path, help="measure ingest on the FITS files below DIR (e.g. ../shared/data)")
+    data.add_argument(
+        "--files",
+        type=Path,
+        help="measure ingest on the FITS files below DIR (e.g. ../shared/data; at most --ingest-files of them)",
+    )
     data.add_argument("--ingest-files", type=int, help="demo spectra ingested (default 2000; --quick 300)")
     data.add_argument("--rounds", type=int, help="rounds of the in-process ingest measures (default 3; --quick 1)")
     data.add_argument(

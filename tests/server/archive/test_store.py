@@ -90,3 +90,31 @@ def test_band_time_target_collection_and_limit(tmp_path):
     assert dids(publisher_did="ivo://x/both") == ["ivo://x/both"]
     assert dids(limit=2) == ["ivo://x/blue", "ivo://x/red"]
     assert store.get_many(["ivo://x/red", "ivo://x/none"]).keys() == {"ivo://x/red"}
+
+
+def test_add_many_skips_known_dids_indexes_positions_and_is_all_or_nothing(tmp_path):
+    from vocloud.server.archive.store import NewSpectrum
+
+    store = ArchiveStore(tmp_path / "a.sqlite")
+    _add(store, "ivo://x/y/0000", 10.0, 20.0)
+
+    def new(i, ra, dec):
+        meta = SpectrumMeta(publisher_did=f"ivo://x/y/{i:04d}", ra=ra, dec=dec)
+        return NewSpectrum(meta=meta, em_min=6e-7, em_max=7e-7, n_points=5, access_format="application/fits",
+                           size=10, file=f"{i}.fits")
+
+    assert store.add_many([new(0, 50.0, 50.0), new(1, 10.001, 20.0), new(2, 200.0, -30.0), new(3, None, None)]) == 3
+    assert store.count() == 4
+    assert store.get("ivo://x/y/0000").s_ra == 10.0  # the archived spectrum is untouched
+    near = {r.obs_publisher_did for r in store.search(ConeQuery(ra=10.0, dec=20.0, radius=0.01))}
+    assert near == {"ivo://x/y/0000", "ivo://x/y/0001"}
+
+    def failing():
+        yield new(4, 1.0, 1.0)
+        raise RuntimeError("the source broke off")
+
+    with pytest.raises(RuntimeError):
+        store.add_many(failing())
+    assert store.count() == 4
+    assert store.get("ivo://x/y/0004") is None
+    assert store.search(ConeQuery(ra=1.0, dec=1.0, radius=1.0)) == []
