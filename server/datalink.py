@@ -133,6 +133,24 @@ def _row(publisher_did: str, semantics: str, **values: str | int | None) -> Row:
     return row
 
 
+_COVERAGE_PLACEHOLDER = (1.2345678901234567e-300, 7.654321098765432e-300)
+"""BAND limits written into the cached metadata and replaced by each spectrum's own: building
+the metadata per coverage cost milliseconds, and an archive has as many coverages as setups."""
+
+
+def _write(
+    base: str, coverage: tuple[float, float] | None, rows: list[Row], *, described: bool, overflow: bool
+) -> bytes:
+    """The ``{links}`` document: cached metadata, this response's rows and BAND limits."""
+    document = _document(base, _COVERAGE_PLACEHOLDER if coverage else None, described)
+    columns = {spec.name: [row[spec.name] for row in rows] for spec in _FIELDS}
+    body = document.write(columns, rows=len(rows), status="OVERFLOW" if overflow else "OK")
+    if coverage is not None:
+        for placeholder, value in zip(_COVERAGE_PLACEHOLDER, coverage, strict=True):
+            body = body.replace(repr(placeholder).encode(), repr(value).encode())
+    return body
+
+
 @functools.lru_cache(maxsize=64)
 def _document(base: str, coverage: tuple[float, float] | None, with_descriptor: bool) -> ResultDocument:
     """The metadata of a ``{links}`` response, built once per base URL and described coverage."""
@@ -226,9 +244,9 @@ async def links(request: web.Request) -> web.Response:
     coverage = None
     if len({r.obs_publisher_did for r in described}) == 1:
         coverage = (described[0].em_min, described[0].em_max)
-    document = _document(base, coverage, bool(described))
-    columns = {spec.name: [row[spec.name] for row in rows] for spec in _FIELDS}
-    body = await asyncio.to_thread(document.write, columns, rows=len(rows), status="OVERFLOW" if overflow else "OK")
+    body = await asyncio.to_thread(
+        _write, base, coverage, rows, described=bool(described), overflow=overflow
+    )
     # The exact media type, no charset (datalinklint checks it byte for byte): a raw header on a bytes body.
     return web.Response(body=body, headers={"Content-Type": content_type})
 

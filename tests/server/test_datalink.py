@@ -354,3 +354,15 @@ async def test_datalink_capabilities_are_schema_valid(server: TestServer) -> Non
     assert run.returncode == 0, run.stdout + run.stderr
     document = await in_thread(lambda: requests.get(url, timeout=10).text)
     assert "ivo://ivoa.net/std/DataLink#links-1.1" in document
+
+
+def test_cached_metadata_with_substituted_band_limits_equals_a_direct_build() -> None:
+    from vocloud.server import datalink
+
+    row = datalink._row(ONE, "#this", access_url="http://x/data?ID=1", content_type="application/fits")
+    coverage = (6.253e-07, 6.777123456789e-07)
+    fast = datalink._write("http://x", coverage, [row], described=True, overflow=False)
+    direct_document = datalink._document("http://x", coverage, True)
+    direct = direct_document.write({s.name: [row[s.name]] for s in datalink._FIELDS}, rows=1, status="OK")
+    assert fast == direct
+    assert repr(coverage[1]).encode() in fast
