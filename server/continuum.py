@@ -92,8 +92,18 @@ def continuum_degree(span_angstrom: float) -> int:
     return min(3 + math.ceil(max(span_angstrom - 1000.0, 0.0) / 1000.0), 9)
 
 
-def fit_continuum(wavelength: NDArray[np.float64], flux: NDArray[np.floating]) -> ContinuumFit:
+def fit_continuum(
+    wavelength: NDArray[np.float64],
+    flux: NDArray[np.floating],
+    *,
+    degree: int | None = None,
+    low_sigma: float = LOW_REJECT_SIGMA,
+    high_sigma: float = HIGH_REJECT_SIGMA,
+) -> ContinuumFit:
     """Fit the continuum of a spectrum by iterative asymmetric sigma clipping.
+
+    The defaults are SODA's fixed choices (see the module docstring); the
+    preprocessing job lets a user set them, and writes them into its provenance.
 
     Parameters
     ----------
@@ -101,12 +111,20 @@ def fit_continuum(wavelength: NDArray[np.float64], flux: NDArray[np.floating]) -
         Wavelengths in Å, strictly increasing.
     flux
         Fluxes; non-finite values are ignored.
+    degree
+        Degree of the Chebyshev series; ``None`` chooses it from the span
+        (:func:`continuum_degree`).
+    low_sigma, high_sigma
+        Points this many robust sigmas below (absorption) or above (emission)
+        the fit are left out of the next round.
 
     Raises
     ------
     ContinuumError
         Raised if too few points remain for a fit or the continuum is not
         clearly positive everywhere.
+    ValueError
+        Raised if the degree is negative or a clip sigma is not positive.
     """
     values = np.asarray(flux, dtype=np.float64)
     finite = np.isfinite(values)
@@ -115,7 +133,11 @@ def fit_continuum(wavelength: NDArray[np.float64], flux: NDArray[np.floating]) -
     if n_finite < least:
         msg = f"only {n_finite} finite flux values; at least {MIN_POINTS} are needed to fit a continuum"
         raise ContinuumError(msg)
-    degree = continuum_degree(float(wavelength[-1] - wavelength[0]))
+    if degree is None:
+        degree = continuum_degree(float(wavelength[-1] - wavelength[0]))
+    if degree < 0 or low_sigma <= 0 or high_sigma <= 0:
+        msg = f"degree must be >= 0 and clip sigmas > 0, got {degree}, {low_sigma}, {high_sigma}"
+        raise ValueError(msg)
     # Chebyshev series on [-1, 1]: well conditioned at every degree used here.
     x = np.interp(wavelength, (wavelength[0], wavelength[-1]), (-1.0, 1.0))
     kept = finite.copy()
@@ -128,7 +150,7 @@ def fit_continuum(wavelength: NDArray[np.float64], flux: NDArray[np.floating]) -
         if scatter == 0.0:
             break
         with np.errstate(invalid="ignore"):
-            new_kept = finite & (residual > -LOW_REJECT_SIGMA * scatter) & (residual < HIGH_REJECT_SIGMA * scatter)
+            new_kept = finite & (residual > -low_sigma * scatter) & (residual < high_sigma * scatter)
         if int(new_kept.sum()) < least:
             msg = (
                 f"the sigma clipping left {int(new_kept.sum())} of {n_finite} points, fewer than the {least}"
