@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-__all__ = ["SyncParams", "read_sync_params"]
+from .errors import PayloadTooLargeError, UsageError
+
+__all__ = ["SyncParams", "form_pairs", "query_pairs", "read_sync_params"]
 
 
 @dataclass(kw_only=True)
@@ -26,16 +29,42 @@ class SyncParams:
         return [v for n, v in self.pairs if n == name]
 
 
+def query_pairs(request: web.Request) -> list[tuple[str, str]]:
+    """The query string's parameters, names lower-cased, in order."""
+    return [(k.lower(), v) for k, v in request.query.items()]
+
+
+async def form_pairs(request: web.Request) -> list[tuple[str, str]]:
+    """The text fields of a POST's form body, names lower-cased, in order (file parts are ignored).
+
+    Raises
+    ------
+    PayloadTooLargeError
+        Raised if the body is over the application's size limit.
+    UsageError
+        Raised if the body cannot be parsed as a form.
+    """
+    if request.method != "POST" or not request.body_exists:
+        return []
+    try:
+        form = await request.post()
+    except web.HTTPRequestEntityTooLarge as e:
+        msg = f"The request body is over the size limit: {e.text}"
+        raise PayloadTooLargeError(msg) from e
+    except (ValueError, AssertionError, HttpProcessingError) as e:
+        msg = f"Cannot read the request body as a form: {e}"
+        raise UsageError(msg) from e
+    return [(k.lower(), v) for k, v in form.items() if isinstance(v, str)]
+
+
 async def read_sync_params(request: web.Request) -> SyncParams:
     """Collect the query string and, for a POST, the form fields (file parts are ignored).
 
     Raises
     ------
-    aiohttp.web.HTTPRequestEntityTooLarge
-        Raised (by aiohttp) if the body is over the application's size limit.
+    PayloadTooLargeError
+        Raised if the body is over the application's size limit.
+    UsageError
+        Raised if the body cannot be parsed as a form.
     """
-    pairs = [(k.lower(), v) for k, v in request.query.items()]
-    if request.method == "POST" and request.body_exists:
-        form = await request.post()
-        pairs.extend((k.lower(), v) for k, v in form.items() if isinstance(v, str))
-    return SyncParams(pairs=pairs)
+    return SyncParams(pairs=query_pairs(request) + await form_pairs(request))

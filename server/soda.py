@@ -51,6 +51,7 @@ from .cutout import (
     parse_response_format,
 )
 from .dali import SyncParams, read_sync_params
+from .errors import VocloudError
 from .keys import ARCHIVE
 from .links import SODA_PATH
 from .service_routes import add_vosi_routes
@@ -142,6 +143,9 @@ def soda_errors(handler: Handler) -> Handler:
             return await handler(request)
         except SodaError as e:
             return _error_response(e)
+        except VocloudError as e:  # e.g. an unreadable request body, from the shared parameter reader
+            label = SodaLabel.USAGE if e.status < 500 else SodaLabel.ERROR
+            return _error_response(SodaError(label, e.message, status=e.status))
         except web.HTTPException as e:
             if e.status < 400:
                 raise

@@ -27,10 +27,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from multidict import MultiMapping
 from vo_models.voresource.models import Capability
 
 from .archive.store import ConeQuery, SpectrumRecord
+from .dali import read_sync_params
 from .errors import UsageError
 from .keys import ARCHIVE
 from .links import DATALINK_PATH, SSA_PATH, data_url
@@ -606,19 +606,13 @@ async def _parameters(request: web.Request) -> dict[str, str]:
         Raised if a parameter is given twice with different values (SSA 1.1
         section 8.7.1 leaves that undefined; we say so rather than pick one).
     """
-    sources: list[MultiMapping[Any]] = [request.query]
-    if request.method == "POST":
-        sources.append(await request.post())
     params: dict[str, str] = {}
-    for source in sources:
-        for name, value in source.items():
-            if not isinstance(value, str):
-                continue  # a file upload is no queryData parameter
-            key = name.upper()
-            if key in params and params[key] != value:
-                msg = f"{key} is given more than once with different values"
-                raise UsageError(msg)
-            params[key] = value
+    for name, value in (await read_sync_params(request)).pairs:
+        key = name.upper()
+        if key in params and params[key] != value:
+            msg = f"{key} is given more than once with different values"
+            raise UsageError(msg)
+        params[key] = value
     return params
 
 

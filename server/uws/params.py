@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ..dali import SyncParams, form_pairs, query_pairs
 from ..errors import PayloadTooLargeError, UsageError
 from ..kinds.spec import ParameterValueError, parse_timestamp
 from .phases import ExecutionPhase
@@ -25,15 +26,14 @@ _CHUNK = 1 << 16
 
 
 @dataclass(kw_only=True)
-class RequestParams:
-    """Parameters of one request, names lower-cased, in the order given."""
+class RequestParams(SyncParams):
+    """Parameters of one UWS request: those of a sync request, plus the uploads of a multipart body."""
 
-    pairs: list[tuple[str, str]] = field(default_factory=list)
     uploads: list[Upload] = field(default_factory=list)
 
     def pop(self, name: str) -> list[str]:
         """Remove and return every value of ``name`` (lower-case)."""
-        values = [v for n, v in self.pairs if n == name]
+        values = self.all(name)
         self.pairs = [(n, v) for n, v in self.pairs if n != name]
         return values
 
@@ -58,7 +58,7 @@ async def read_params(request: web.Request, *, upload_dir: Path, max_upload: int
     UsageError
         Raised if the body cannot be parsed.
     """
-    params = RequestParams(pairs=[(k.lower(), v) for k, v in request.query.items()])
+    params = RequestParams(pairs=query_pairs(request))
     if request.method != "POST" or not request.body_exists:
         return params
     if request.content_length is not None and request.content_length > max_upload + _CHUNK:
@@ -75,15 +75,7 @@ async def read_params(request: web.Request, *, upload_dir: Path, max_upload: int
             params.discard_uploads()
             raise
         return params
-    try:
-        form = await request.post()
-    except web.HTTPRequestEntityTooLarge as e:
-        msg = f"The request body is larger than the limit of {max_upload} bytes"
-        raise PayloadTooLargeError(msg) from e
-    except ValueError as e:
-        msg = f"Cannot read the request body as a form: {e}"
-        raise UsageError(msg) from e
-    params.pairs.extend((k.lower(), v) for k, v in form.items() if isinstance(v, str))
+    params.pairs.extend(await form_pairs(request))
     return params
 
 

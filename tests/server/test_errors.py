@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import astropy.io.votable
+import pytest
 from lxml import etree
 
 from tests.support.uws import dali_error_message
@@ -50,3 +51,23 @@ async def test_oversize_form_body_is_413(make_client):
     response = await client.post("/jobs/sleep", data={"label": "x" * 50_000}, allow_redirects=False)
     assert response.status == 413
     assert "limit" in dali_error_message(await response.read())
+
+
+@pytest.mark.parametrize("path", ["/ssa", "/datalink", "/jobs/sleep"])
+async def test_malformed_multipart_body_is_a_dali_error_on_every_service(client, path):
+    response = await client.post(
+        path,
+        data=b"--XYZ\r\nnot a header block",
+        headers={"Content-Type": "multipart/form-data; boundary=XYZ"},
+        allow_redirects=False,
+    )
+    assert response.status == 400
+    assert "body" in dali_error_message(await response.read())
+
+
+async def test_malformed_multipart_body_is_a_soda_usage_error(client):
+    response = await client.post(
+        "/soda", data=b"--XYZ\r\nnot a header block", headers={"Content-Type": "multipart/form-data; boundary=XYZ"}
+    )
+    assert response.status == 400
+    assert (await response.text()).startswith("UsageError: ")
