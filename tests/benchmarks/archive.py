@@ -81,6 +81,7 @@ from yarl import URL
 # Started as a script, this file's folder heads sys.path, not the repository root that holds ``tests.support``.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.benchmarks.report import load_average, ms, positive_ints, render_table, say
 from tests.support.live_server import (
     LiveServer,
     ServerStartError,
@@ -97,6 +98,10 @@ from vocloud.server.spectra.readers import SpectrumFormatError, read_spectrum
 from vocloud.server.votable import parse_tolerant
 
 __all__ = ["ROW_LABELS", "main"]
+
+TABLE_HEADER = ("measure", "n", "median ms", "p95 ms", "rate", "per item", "compared")
+TABLE_RIGHT = {1, 2, 3, 4, 5}
+"""Columns aligned right: the numbers."""
 
 FloatArray = NDArray[np.float64]
 
@@ -136,10 +141,6 @@ class BenchmarkError(RuntimeError):
     """A service answered what it should not; the message says which request and what came back."""
 
 
-def _say(message: str) -> None:
-    print(f"# {message}", file=sys.stderr, flush=True)
-
-
 # -- statistics -------------------------------------------------------------------------------
 
 
@@ -172,7 +173,7 @@ class Latency:
     wall_s: float = 0.0
     failures: Failures = field(default_factory=Failures)
 
-    def percentile_ms(self, q: float) -> float | None:
+    def percentilems(self, q: float) -> float | None:
         """The ``q``-th percentile in milliseconds; ``None`` without a sample."""
         return float(np.percentile(self.seconds, q)) * 1000 if self.seconds else None
 
@@ -361,7 +362,7 @@ def measure_ingest(
     best: dict[str, tuple[float, int]] = {}
     outcomes: Counter[str] = Counter()
     for number in range(1, rounds + 1):
-        _say(f"ingest round {number} of {rounds}: {len(files)} files")
+        say(f"ingest round {number} of {rounds}: {len(files)} files")
         for name, seconds, failed in (
             ("astropy", *time_astropy(files)),
             ("read", *time_read_spectrum(files)),
@@ -380,7 +381,7 @@ def measure_ingest(
         ),
     ]  # fmt: skip
     bundle = tar_bundle(files)
-    _say(f"ingest job over HTTP: {len(files)} files, a {len(bundle) / 2**20:.1f} MiB tar bundle")
+    say(f"ingest job over HTTP: {len(files)} files, a {len(bundle) / 2**20:.1f} MiB tar bundle")
     with started_server(
         scratch / "http-ingest", workers=1, max_upload=max(64 * 2**20, 2 * len(bundle)), args=args
     ) as server:
@@ -443,7 +444,7 @@ def started_server(
     try:
         started = time.perf_counter()
         server.wait_ready(timeout=args.start_timeout)
-        _say(f"server on {data_dir.name} answers after {time.perf_counter() - started:.1f} s: {server.base_url}")
+        say(f"server on {data_dir.name} answers after {time.perf_counter() - started:.1f} s: {server.base_url}")
         yield server
     finally:
         server.stop()
@@ -783,7 +784,7 @@ async def measure_links(where: Endpoints, *, args: argparse.Namespace, rng: np.r
         if not found.dids:
             msg = f"{ssa_url}?{args.id_query} found no spectra"
             raise BenchmarkError(msg)
-        _say(f"{len(found.dids)} publisher DIDs from {ssa_url}")
+        say(f"{len(found.dids)} publisher DIDs from {ssa_url}")
         picks = [found.dids[i] for i in rng.integers(0, len(found.dids), args.requests + args.warmup)]
         links = [with_query(where.url(where.datalink_path), {"ID": did}) for did in picks]
         soda_params = dict(urllib.parse.parse_qsl(args.soda_extra))
@@ -851,7 +852,7 @@ def run_here(args: argparse.Namespace, report: Report, tmp: Path) -> None:
         report.notes.append(f"files: {len(files)} FITS files below {args.files}")
     elif needs_files:
         count = max(args.ingest_files + 1, args.spectra)
-        _say(f"generating {count} demo spectra")
+        say(f"generating {count} demo spectra")
         summary = generate_demo_archive(tmp / "demo", count=count, seed=args.seed)
         files = sorted(summary.spectra_dir.iterdir())
         report.notes.append(
@@ -864,7 +865,7 @@ def run_here(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     if "ssap" in parts:
         for rows in args.rows:
             data_dir = tmp / f"ssap-{rows}"
-            _say(f"filling an archive with {rows} synthetic rows")
+            say(f"filling an archive with {rows} synthetic rows")
             sky = SyntheticSky.draw(rows, seed=args.seed, epochs=args.epochs)
             report.fills.append(fill_synthetic(data_dir, sky))
             picks = rng.integers(0, rows, args.requests + args.warmup)
@@ -877,12 +878,12 @@ def run_here(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     if "links" in parts:
         data_dir = tmp / "links"
         chosen = files[: args.spectra]
-        _say(f"archiving {len(chosen)} spectra for DataLink and SODA")
+        say(f"archiving {len(chosen)} spectra for DataLink and SODA")
         report.fills.append(fill_real(data_dir, chosen))
         with started_server(data_dir, args=args) as server:
             report.latencies += asyncio.run(measure_links(_endpoints(server.base_url, args), args=args, rng=rng))
     if (peer := _peer(args)) is not None:
-        _say(f"the peer at {peer.base_url}")
+        say(f"the peer at {peer.base_url}")
         report.latencies += asyncio.run(measure_there(peer, parts=parts, args=args, rng=rng))
 
 
@@ -898,13 +899,9 @@ def run_there(args: argparse.Namespace, report: Report) -> None:
 # -- the report ------------------------------------------------------------------------------------
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
 def compared_to_reference(latency: Latency) -> str:
     """The median as a ratio to the DaCHS reference's lower bound, and whether it is half of it or less."""
-    median = latency.percentile_ms(50)
+    median = latency.percentilems(50)
     if latency.service is None or median is None:
         return "-"
     low, high = REFERENCE_MS[latency.service]
@@ -928,7 +925,7 @@ def table_rows(report: Report) -> list[list[str]]:
     for fill in report.fills:
         per_s = fill.rows / fill.seconds if fill.seconds > 0 else math.inf
         rows.append([fill.label, str(fill.rows), "-", "-", f"{per_s:,.0f} rows/s", "-", f"{fill.seconds:.1f} s"])
-    peer = {x.service: x.percentile_ms(50) for x in report.latencies if x.peer}
+    peer = {x.service: x.percentilems(50) for x in report.latencies if x.peer}
     for latency in report.latencies:
         n = len(latency.seconds)
         # Sequential answers a second (1 / mean latency): the client's checks between requests left out.
@@ -940,28 +937,14 @@ def table_rows(report: Report) -> list[list[str]]:
         else:
             per = "-"
         compared = compared_to_reference(latency)
-        p50, p95 = latency.percentile_ms(50), latency.percentile_ms(95)
+        p50, p95 = latency.percentilems(50), latency.percentilems(95)
         measured_peer = peer.get(latency.service)
         if not latency.peer and p50 is not None and measured_peer:
             compared += f"; x{p50 / measured_peer:.2f} of the peer now"
         if latency.failures.count:
             compared += f"; {latency.failures.count} failed"
-        rows.append([latency.label, str(n), _ms(p50), _ms(p95), requests_per_s, per, compared])
+        rows.append([latency.label, str(n), ms(p50), ms(p95), requests_per_s, per, compared])
     return rows
-
-
-def render_table(rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table, padded so that it also reads as plain text."""
-    header = ["measure", "n", "median ms", "p95 ms", "rate", "per item", "compared"]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    right = {1, 2, 3, 4, 5}
-
-    def line(cells: Sequence[str]) -> str:
-        pairs = enumerate(zip(cells, widths, strict=True))
-        return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in pairs) + " |"
-
-    rules = [("-" * (w + 1) + ":") if i in right else ("-" * (w + 2)) for i, w in enumerate(widths)]
-    return "\n".join([line(header), "|" + "|".join(rules) + "|", *(line(r) for r in rows)])
 
 
 def first_failures(report: Report) -> list[str]:
@@ -986,18 +969,6 @@ def _parts(text: str) -> tuple[str, ...]:
         msg = f"expected a comma-separated list of {', '.join(_PARTS)}; got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return parts
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(float(v)) for v in text.split(",") if v.strip())
-    except ValueError as e:
-        msg = f"not a comma-separated list of row counts: {text!r}"
-        raise argparse.ArgumentTypeError(msg) from e
-    if not values or min(values) < 1:
-        msg = "needs at least one row count, each ≥ 1"
-        raise argparse.ArgumentTypeError(msg)
-    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1036,7 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--ingest-files", type=int, help="demo spectra ingested (default 2000; --quick 300)")
     data.add_argument("--rounds", type=int, help="rounds of the in-process ingest measures (default 3; --quick 1)")
     data.add_argument(
-        "--rows", type=_sizes,
+        "--rows", type=positive_ints("row count", parse=lambda v: int(float(v))),
         help="archive sizes for SSAP cones, comma-separated (default 10000,1000000; --quick 10000)",
     )  # fmt: skip
     data.add_argument("--million", action="store_true", help="with --quick, also measure SSAP at 10⁶ rows")
@@ -1074,18 +1045,11 @@ def _apply_defaults(args: argparse.Namespace) -> None:
         args.only = tuple(p for p in args.only if p != "ingest") or ("ssap", "links")
 
 
-def _loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print the table; exit 1 if a request, file or job failed (the figures are then suspect)."""
     args = build_parser().parse_args(argv)
     _apply_defaults(args)
-    load_before = _loadavg()
+    load_before = load_average()
     started = time.perf_counter()
     report = Report(server=args.base_url or "vocloud serve, started here per measurement")
     try:
@@ -1105,12 +1069,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"python {platform.python_version()}, aiohttp {aiohttp.__version__}, {os.cpu_count()} cores;"
-        f" load average before {load_before}, after {_loadavg()}; {time.perf_counter() - started:.0f} s in all"
+        f" load average before {load_before}, after {load_average()}; {time.perf_counter() - started:.0f} s in all"
     )
     for note in report.notes:
         print(note)
     print()
-    print(render_table(table_rows(report)))
+    print(render_table(TABLE_HEADER, table_rows(report), right=TABLE_RIGHT))
     failures = first_failures(report)
     if failures:
         print("Failures:")

@@ -56,15 +56,20 @@ from types import SimpleNamespace
 
 import aiohttp
 import numpy as np
-from lxml import etree  # type: ignore[import-untyped]  # lxml ships without type hints
+from lxml import etree
 
 # Started as a script, this file's folder heads sys.path, not the repository root that holds
 # ``tests.support`` (the server it starts, and its test job kinds).
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.benchmarks.report import load_average, ms, positive_ints, render_table, say
 from tests.support.live_server import ServerStartError, running_server
 
 __all__ = ["ROW_LABELS", "main"]
+
+TABLE_HEADER = ("measure", "value", "n", "median ms", "p95 ms", "max ms", "compared")
+TABLE_RIGHT = {1, 2, 3, 4, 5}
+"""Columns aligned right: the numbers."""
 
 UWS = "http://www.ivoa.net/xml/UWS/v1.0"
 XLINK = "http://www.w3.org/1999/xlink"
@@ -729,12 +734,8 @@ class Report:
         return count
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
 def _median(stats: Stats | None) -> str:
-    return "-" if stats is None else _ms(stats.median_ms)
+    return "-" if stats is None else ms(stats.median_ms)
 
 
 def _met(ok: bool) -> str:
@@ -744,7 +745,7 @@ def _met(ok: bool) -> str:
 def _stats_cells(stats: Stats | None) -> list[str]:
     if stats is None:
         return ["-", "-", "-", "-"]
-    return [str(stats.n), _ms(stats.median_ms), _ms(stats.p95_ms), _ms(stats.max_ms)]
+    return [str(stats.n), ms(stats.median_ms), ms(stats.p95_ms), ms(stats.max_ms)]
 
 
 def _ratio(loaded: Stats | None, baseline: Stats | None) -> str:
@@ -800,22 +801,6 @@ def table_rows(report: Report, *, reference: float, target_jobs: float, target_w
                 ]
             )
     return rows
-
-
-def render_table(rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table, padded so that it also reads as plain text."""
-    header = ["measure", "value", "n", "median ms", "p95 ms", "max ms", "compared"]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    right = {1, 2, 3, 4, 5}
-
-    def line(cells: Sequence[str]) -> str:
-        pairs = enumerate(zip(cells, widths, strict=True))
-        padded = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in pairs]
-        return "| " + " | ".join(padded) + " |"
-
-    rules = [("-" * (w + 1) + ":") if i in right else ("-" * (w + 2)) for i, w in enumerate(widths)]
-    rule = "|" + "|".join(rules) + "|"
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
 def breakdown(report: Report) -> list[str]:
@@ -880,18 +865,6 @@ def _query_string(text: str) -> tuple[tuple[str, str], ...]:
         raise argparse.ArgumentTypeError(msg) from e
 
 
-def _concurrency(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError as e:
-        msg = f"not a comma-separated list of integers: {text!r}"
-        raise argparse.ArgumentTypeError(msg) from e
-    if not values or min(values) < 1:
-        msg = "needs at least one client count, each ≥ 1"
-        raise argparse.ArgumentTypeError(msg)
-    return values
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (defaults are for the full run; ``--quick`` shortens them)."""
     parser = argparse.ArgumentParser(
@@ -921,7 +894,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     where.add_argument("--wait", type=int, default=-1, help="WAIT of the cycle's blocking GETs (default -1)")
     how = parser.add_argument_group("how long")
-    how.add_argument("--concurrency", type=_concurrency, default=(1, 8), help="client counts (default 1,8)")
+    how.add_argument(
+        "--concurrency", type=positive_ints("client count"), default=(1, 8), help="client counts (default 1,8)"
+    )
     how.add_argument("--duration", type=float, help="seconds per client count (default 10; --quick 3)")
     how.add_argument("--jobs", type=int, help="also stop each client count after this many jobs")
     how.add_argument("--warmup", type=int, default=8, help="unmeasured cycles first (default 8)")
@@ -949,37 +924,26 @@ def _nominal_seconds(params: Sequence[tuple[str, str]]) -> float | None:
     return None
 
 
-def _say(message: str) -> None:
-    print(f"# {message}", file=sys.stderr, flush=True)
-
-
 async def run_all(args: argparse.Namespace, target: Target, server: str, *, server_pid: int | None = None) -> Report:
     """Every measurement, one after the other, against one server."""
     report = Report(server=server)
-    _say(f"warming up with {args.warmup} jobs")
+    say(f"warming up with {args.warmup} jobs")
     report.warm_up = await warm_up(target, jobs=args.warmup, clients=max(args.concurrency))
     for clients in args.concurrency:
-        _say(f"full cycles from {clients} client(s) for {args.duration:g} s")
+        say(f"full cycles from {clients} client(s) for {args.duration:g} s")
         report.throughput.append(
             await measure_throughput(
                 target, clients=clients, duration=args.duration, max_jobs=args.jobs, server_pid=server_pid
             )
         )
-    _say(f"WAIT wake-up, {args.wake_repeats} jobs")
+    say(f"WAIT wake-up, {args.wake_repeats} jobs")
     report.wake = await measure_wake_up(
         target, repeats=args.wake_repeats, nominal_s=_nominal_seconds(target.wake_params)
     )
     if args.waiters > 0:
-        _say(f"{args.waiters} waiters, {args.probes} probes per phase")
+        say(f"{args.waiters} waiters, {args.probes} probes per phase")
         report.waiters = await measure_waiters(target, waiters=args.waiters, probes=args.probes)
     return report
-
-
-def _loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "?"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1001,7 +965,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             job_timeout=args.job_timeout,
         )
 
-    load_before = _loadavg()
+    load_before = load_average()
     started = time.perf_counter()
     try:
         if args.base_url:
@@ -1018,7 +982,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ready_path=args.availability_path,
                 ) as started_server:
                     server = f"{started_server.base_url} (vocloud serve --workers {args.workers}, started here)"
-                    _say(f"server up: {server}")
+                    say(f"server up: {server}")
                     target = target_at(started_server.base_url)
                     report = asyncio.run(run_all(args, target, server, server_pid=started_server.pid))
     except (*_REQUEST_ERRORS, ServerStartError) as e:
@@ -1033,12 +997,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.duration:g} s per client count")
     print(
         f"python {platform.python_version()}, aiohttp {aiohttp.__version__}, {os.cpu_count()} cores;"
-        f" load average before {load_before}, after {_loadavg()};"
+        f" load average before {load_before}, after {load_average()};"
         f" {time.perf_counter() - started:.0f} s in all"
     )
     print()
     rows = table_rows(report, reference=args.reference, target_jobs=TARGET_JOBS_PER_S, target_wake_ms=TARGET_WAKE_MS)
-    print(render_table(rows))
+    print(render_table(TABLE_HEADER, rows, right=TABLE_RIGHT))
     print()
     print("Where the time goes:")
     for line in breakdown(report):
