@@ -93,6 +93,7 @@ def create_app(
                 data_dir=settings.data_dir,
                 archive_dir=settings.archive_dir,
                 ingest_roots=tuple(p.resolve() for p in settings.ingest_roots),
+                public_url=settings.public_url,
             ),
         )
         await service.start()

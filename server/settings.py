@@ -90,6 +90,19 @@ class Settings(BaseSettings):
         return self.data_dir / "vocloud.sqlite"
 
     @property
+    def public_url(self) -> str:
+        """The base URL written into job results (links outlive the request that made them).
+
+        ``base_url`` when set; otherwise the address the server listens on, which
+        is right for the loopback default and wrong behind a proxy, where the
+        operator has to set ``base_url`` anyway.
+        """
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
     def archive_dir(self) -> Path:
         """The spectra archive: its metadata database and stored files."""
         return self.data_dir / "archive"

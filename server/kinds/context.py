@@ -36,11 +36,15 @@ class ServerPaths:
         The spectra archive (metadata database and stored files).
     ingest_roots
         Directories an ``ingest`` job may read by path; empty means none.
+    public_url
+        The service's public base URL, for links written into results (DataLink
+        service descriptors, access URLs); empty when unknown.
     """
 
     data_dir: Path
     archive_dir: Path
     ingest_roots: tuple[Path, ...] = ()
+    public_url: str = ""
 
 
 class JobUsageError(Exception):

@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 from ..archive.service import Archive
 from ..archive.store import ConeQuery, SpectrumRecord
 from ..kinds import JobContext, JobUsageError
+from ..kinds.context import ServerPaths
 from ..spectra.readers import read_spectrum
 from ..votable import FieldSpec, ResultDocument
 from .feature_store import FeatureStore
@@ -30,7 +32,7 @@ from .pipeline import Item, PreprocessParameters, cache_key, run_pipeline
 from .preprocess_kind import HDF5_MIME
 from .steps import AirToVacuum, GridKind, Sample, Scaling, VelocityShift
 
-__all__ = ["FEATURES_DIR", "parameters_from", "run_preprocess"]
+__all__ = ["FEATURES_DIR", "FeatureSelection", "build_features", "parameters_from", "run_preprocess"]
 
 FEATURES_DIR = "features"
 """Directory under the server's data directory holding cached feature stores."""
@@ -38,13 +40,43 @@ FEATURES_DIR = "features"
 _M_TO_ANGSTROM = 1e10
 
 
-def run_preprocess(params: dict[str, Any], context: JobContext) -> None:
-    """Select, preprocess (or reuse) and write the ``features`` and ``result`` results."""
-    if context.server is None:
-        msg = "This server has no archive to preprocess"
-        raise JobUsageError(msg)
+@dataclass(frozen=True, kw_only=True)
+class FeatureSelection:
+    """A selection of the archive and its preprocessed feature store (cached, shared by identical requests).
+
+    Attributes
+    ----------
+    path
+        The cached HDF5 feature store; read it, never write it (other jobs may be reading it).
+    key
+        Its cache key (selection rows, step parameters, software version).
+    reused
+        Whether an earlier job had made it.
+    records
+        The archive rows of the selection, in the store's input order.
+    """
+
+    path: Path
+    key: str
+    reused: bool
+    records: list[SpectrumRecord]
+
+
+def build_features(
+    params: dict[str, Any], server: ServerPaths, *, job_id: str, progress: Callable[[float, str], None]
+) -> FeatureSelection:
+    """Select archived spectra as the ``preprocess`` kind's parameters say, and preprocess them (or reuse the cache).
+
+    Shared by the ``preprocess`` and ``active_learning`` kinds, so the same
+    selection and steps give the same cached store whichever job asked first.
+
+    Raises
+    ------
+    JobUsageError
+        Raised if the selection is empty or the parameters contradict each other.
+    """
     query = _query(params)
-    archive = Archive(context.server.archive_dir)
+    archive = Archive(server.archive_dir)
     try:
         records = archive.store.search(query)
         files_dir = archive.files_dir
@@ -55,12 +87,12 @@ def run_preprocess(params: dict[str, Any], context: JobContext) -> None:
         raise JobUsageError(msg)
     settings = parameters_from(params, records)
     key = cache_key(((r.id, r.obs_publisher_did) for r in records), settings)
-    cache_dir = context.server.data_dir / FEATURES_DIR
+    cache_dir = server.data_dir / FEATURES_DIR
     cache_dir.mkdir(parents=True, exist_ok=True)
     cached = cache_dir / f"{key}.h5"
     reused = cached.is_file()
     if not reused:
-        partial = cache_dir / f"{key}.h5.{context.job_id}.partial"
+        partial = cache_dir / f"{key}.h5.{job_id}.partial"
         provenance = {
             "selection": _selection(params),
             "input_count": len(records),
@@ -73,7 +105,7 @@ def run_preprocess(params: dict[str, Any], context: JobContext) -> None:
                 out=partial,
                 total=len(records),
                 provenance=provenance,
-                progress=context.progress,
+                progress=progress,
             )
         except ValueError as e:
             partial.unlink(missing_ok=True)
@@ -83,13 +115,22 @@ def run_preprocess(params: dict[str, Any], context: JobContext) -> None:
             raise
         # Atomic: a concurrent identical job sees the whole file or none.
         partial.replace(cached)
-    _link(cached, context.result_path("features", mime_type=HDF5_MIME))
-    with FeatureStore(cached) as store:
+    return FeatureSelection(path=cached, key=key, reused=reused, records=records)
+
+
+def run_preprocess(params: dict[str, Any], context: JobContext) -> None:
+    """Select, preprocess (or reuse) and write the ``features`` and ``result`` results."""
+    if context.server is None:
+        msg = "This server has no archive to preprocess"
+        raise JobUsageError(msg)
+    selection = build_features(params, context.server, job_id=context.job_id, progress=context.progress)
+    _link(selection.path, context.result_path("features", mime_type=HDF5_MIME))
+    with FeatureStore(selection.path) as store:
         skipped = dict(store.skipped)
         kept = len(store.ids)
-    state = "reused" if reused else "new"
-    message = f"{state} feature store {key[:16]}: {kept} kept, {len(skipped)} skipped"
-    context.result_path("result").write_bytes(_summary(records, skipped, message))
+    state = "reused" if selection.reused else "new"
+    message = f"{state} feature store {selection.key[:16]}: {kept} kept, {len(skipped)} skipped"
+    context.result_path("result").write_bytes(_summary(selection.records, skipped, message))
     context.progress(1.0, message)
 
 
