@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "CANDIDATE_COLUMNS",
     "ITERATION_FORMAT",
+    "LABEL_COLUMNS",
     "IterationInput",
     "IterationOutcome",
     "IterationRecord",
@@ -52,6 +53,14 @@ CANDIDATE_COLUMNS = (
     "precision_sample",
 )
 """Columns of the candidates table (the ``result`` of an iteration), in order; MIVOT annotations refer to them."""
+
+LABEL_COLUMNS = ("seq", "id", "label", "labeller", "comment", "owner", "posted", "iteration")
+"""Columns of a session's label history (``GET /sessions/{id}/labels``), in order; MIVOT annotations refer to them.
+
+``labeller`` and ``comment`` are what the poster said; ``owner`` is who was
+authenticated; ``posted`` when the service stored it; ``iteration`` the
+session's latest iteration at that moment.
+"""
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 
