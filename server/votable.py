@@ -20,6 +20,7 @@ from astropy.io.votable.tree import (
     Field,
     Group,
     Info,
+    MivotBlock,
     Param,
     Resource,
     TableElement,
@@ -106,7 +107,6 @@ def parse_tolerant(data: bytes) -> VOTableFile:
     except Exception as e:
         msg = f"Not a readable VOTable: {e}"
         raise ValueError(msg) from e
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -282,12 +282,19 @@ class ResultDocument:
         COOSYS and TIMESYS elements the fields refer to.
     description
         DESCRIPTION of the document.
+    mivot
+        A MIVOT 1.0 mapping block (the ``VODML`` element as text, e.g. from
+        `vocloud.server.ml.mivot`) annotating the table; it is written where
+        MIVOT section 4 wants it, in a ``RESOURCE type="meta"`` inside the
+        results RESOURCE, before the TABLE, which is also where pyvo's
+        ``MivotViewer`` looks.
 
     Raises
     ------
     ValueError
         Raised if a field's datatype has no TABLEDATA form here (bit, complex
-        types) or a fixed-size array is not of floating-point numbers.
+        types), a fixed-size array is not of floating-point numbers, or
+        ``mivot`` is not a well-formed ``VODML`` element of the MIVOT namespace.
     """
 
     _FRAMES = 32
@@ -304,6 +311,7 @@ class ResultDocument:
         coordinate_systems: Sequence[CoordinateSystem] = (),
         time_systems: Sequence[TimeSystem] = (),
         description: str | None = None,
+        mivot: str | None = None,
     ) -> None:
         self.fields = tuple(fields)
         self._formatters = tuple(_formatter(spec) for spec in self.fields)
@@ -316,6 +324,7 @@ class ResultDocument:
             coordinate_systems=coordinate_systems,
             time_systems=time_systems,
             description=description,
+            mivot=mivot,
         )
         self._lock = threading.Lock()
         self._frames: OrderedDict[tuple[str, str | None], tuple[bytes, bytes]] = OrderedDict()
@@ -403,6 +412,7 @@ def _results_document(
     coordinate_systems: Sequence[CoordinateSystem],
     time_systems: Sequence[TimeSystem],
     description: str | None,
+    mivot: str | None = None,
 ) -> VOTableFile:
     document = VOTableFile(version=VOTABLE_VERSION)
     document.description = description
@@ -416,6 +426,8 @@ def _results_document(
         for t in time_systems
     )
     results.params.extend(_param(document, spec) for spec in resource_params)
+    if mivot is not None:
+        results.resources.append(_mivot_resource(mivot))
     table = TableElement(document, ID="results", name="results")
     table.fields.extend(_field(document, spec) for spec in fields)
     table.params.extend(_param(document, spec) for spec in params)
@@ -425,6 +437,26 @@ def _results_document(
     for descriptor in descriptors:
         document.resources.append(_descriptor_resource(document, descriptor))
     return document
+
+
+_MIVOT_ROOT = "{http://www.ivoa.net/xml/mivot}VODML"
+
+
+def _mivot_resource(block: str) -> Resource:
+    """The ``RESOURCE type="meta"`` carrying a MIVOT block (astropy writes it before the parent's TABLE)."""
+    # astropy copies the block into the document verbatim, so a malformed one
+    # would make every response unreadable: check it once, here.
+    try:
+        root = etree.fromstring(block.strip().encode(), parser=etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError as e:
+        msg = f"The MIVOT block is not well-formed XML: {e}"
+        raise ValueError(msg) from e
+    if root.tag != _MIVOT_ROOT:
+        msg = f"A MIVOT block is a VODML element of namespace http://www.ivoa.net/xml/mivot, not {root.tag}"
+        raise ValueError(msg)
+    meta = Resource(type="meta")
+    meta.mivot_block = MivotBlock(block)
+    return meta
 
 
 _FLOATS = frozenset({"float", "double"})
