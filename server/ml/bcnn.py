@@ -45,7 +45,7 @@ import logging
 import math
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -281,12 +281,18 @@ class EpochRecord:
 
 @dataclass(kw_only=True)
 class TrainedModel:
-    """A trained network with the configuration that built it and its training history."""
+    """A trained network with the configuration that built it and its training history.
+
+    ``validation_indices`` are the rows of the training input that `train` held out for early
+    stopping (sorted; empty without a split, and after `load`), so that a caller can report
+    metrics on exactly the labels the weights were not fitted to.
+    """
 
     network: BCNN
     config: BCNNConfig
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
+    validation_indices: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def device(self) -> torch.device:
@@ -429,6 +435,7 @@ def train(
     *,
     config: BCNNConfig,
     sample_weight: ArrayLike | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainedModel:
     """Train a Bayesian CNN with a class-balanced loss and early stopping on a stratified validation split.
 
@@ -443,6 +450,10 @@ def train(
     sample_weight
         Optional (N,) non-negative per-spectrum weights (e.g. label confidence), multiplied
         into the class weights.
+    on_epoch
+        Called after every epoch with its record, e.g. to report a job's progress; training
+        cannot tell in advance when early stopping will end it, so ``config.max_epochs`` is
+        the only upper bound a caller can show.
 
     Returns
     -------
@@ -498,6 +509,8 @@ def train(
             else:
                 val_loss, val_acc = math.nan, math.nan
             history.append(EpochRecord(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_accuracy=val_acc))
+            if on_epoch is not None:
+                on_epoch(history[-1])
             if not len(x_va) or val_loss < best_loss - config.min_delta:
                 best_loss, best_epoch = val_loss, epoch
                 best_state = copy.deepcopy(network.state_dict())
@@ -506,7 +519,9 @@ def train(
         network.load_state_dict(best_state)
     network.eval()
     _log.debug("Trained BCNN for %d epochs, best %d (validation loss %.4g)", len(history), best_epoch, best_loss)
-    return TrainedModel(network=network, config=config, history=history, best_epoch=best_epoch)
+    return TrainedModel(
+        network=network, config=config, history=history, best_epoch=best_epoch, validation_indices=val_idx
+    )
 
 
 def _train_epoch(
