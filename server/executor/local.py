@@ -25,7 +25,7 @@ import pebble
 from .base import FailureType, ProgressCallback, RunningTask, TaskError, TaskSpec
 from .worker import run_task
 
-__all__ = ["LocalExecutor"]
+__all__ = ["LocalExecutor", "threads_per_worker"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,9 +39,30 @@ _DRAIN_TIMEOUT_S = 2.0
 """Longest a completed task waits for the end of its progress stream."""
 
 
-def _init_worker(queue: Queue[Any], server_alive: Connection) -> None:
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Read by torch, MKL and OpenBLAS when they load, i.e. when a job first imports them in the worker."""
+
+
+def threads_per_worker(workers: int) -> int:
+    """Compute threads each worker may use: the CPUs this process may run on, shared out among the workers.
+
+    torch and BLAS otherwise start one thread per core in every worker, so
+    ``workers`` jobs on ``workers`` cores oversubscribe the machine
+    ``workers``-fold; training a CNN on 2 cores ran 1.5-3.5 times slower so.
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, workers))
+
+
+def _init_worker(queue: Queue[Any], server_alive: Connection, threads: int) -> None:
     global _progress_queue  # noqa: PLW0603 - per-process state set once by the pool
     _progress_queue = queue
+    for name in _THREAD_VARIABLES:
+        # An operator's explicit setting wins.
+        os.environ.setdefault(name, str(threads))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     threading.Thread(target=_exit_with_server, args=(server_alive,), name="vocloud-server-watch", daemon=True).start()
 
@@ -104,7 +125,7 @@ class LocalExecutor:
         self._pool = pebble.ProcessPool(
             max_workers=self._workers,
             initializer=_init_worker,
-            initargs=(self._queue, self._alive[0]),
+            initargs=(self._queue, self._alive[0], threads_per_worker(self._workers)),
             context=self._context,
         )
         queue = self._queue
