@@ -21,6 +21,7 @@ from .kinds.context import ServerPaths
 from .kinds.registry import KindRegistry
 from .kinds.spec import JobKind
 from .middleware import error_middleware
+from .sessions import handlers as session_handlers
 from .settings import Settings
 from .uws import handlers as uws_handlers
 from .uws.service import JobLimits, JobService
@@ -133,4 +134,6 @@ def create_app(
     ssa.add_routes(app)
     datalink.add_routes(app)
     soda.add_routes(app)
+    # After the job service's cleanup_ctx: sessions run their iterations on it.
+    session_handlers.setup(app)
     return app

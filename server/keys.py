@@ -8,14 +8,17 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .archive.service import Archive
+    from .sessions.service import SessionService
     from .settings import Settings
     from .uws.service import JobService
 
-__all__ = ["ARCHIVE", "OWNER", "SERVICE", "SETTINGS", "STARTED"]
+__all__ = ["ARCHIVE", "OWNER", "SERVICE", "SESSIONS", "SETTINGS", "STARTED"]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 SERVICE: web.AppKey[JobService] = web.AppKey("service")
 ARCHIVE: web.AppKey[Archive] = web.AppKey("archive")
+SESSIONS: web.AppKey[SessionService] = web.AppKey("sessions")
+"""The active-learning sessions (``/sessions``)."""
 STARTED: web.AppKey[float] = web.AppKey("started")
 """Start time of the server (epoch seconds), for VOSI availability ``upSince``."""
 

@@ -17,7 +17,7 @@ import mimetypes
 import secrets
 import shutil
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +32,7 @@ from .models import ErrorInfo, JobRecord, ParameterValue, Progress, ResultFile
 from .phases import ACTIVE_PHASES, TERMINAL_PHASES, ExecutionPhase, check_transition
 from .store import JobStore
 
-__all__ = ["JobLimits", "JobService", "Upload"]
+__all__ = ["JobLimits", "JobListener", "JobService", "Upload"]
 
 _log = logging.getLogger(__name__)
 
@@ -78,6 +78,10 @@ class Upload:
 
     name: str
     path: Path
+
+
+JobListener = Callable[[JobRecord], None]
+"""Called on the event loop with a job that has just reached a terminal phase (already persisted)."""
 
 
 def _now() -> datetime:
@@ -132,6 +136,7 @@ class JobService:
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False
         self._waits_released = False
+        self._listeners: list[JobListener] = []
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -178,6 +183,24 @@ class JobService:
         for handle in self._deadlines.values():
             handle.cancel()
         await self._executor.close()
+
+    def add_listener(self, listener: JobListener) -> None:
+        """Call ``listener`` each time a job reaches COMPLETED, ERROR or ABORTED, after it is persisted.
+
+        Lets services built on jobs (active-learning sessions) follow them
+        without polling. A listener runs on the event loop inside the phase
+        change, so it must be quick and must not change the job; whatever it
+        raises is logged and never disturbs the job service. Jobs that end
+        while no listener is registered (before :meth:`start` returns, or while
+        the server is down) are not announced: listeners reconcile from the
+        store when they start.
+        """
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: JobListener) -> None:
+        """Stop calling ``listener``; unknown listeners are ignored."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
 
     # -- reading --------------------------------------------------------------------
 
@@ -521,6 +544,12 @@ class JobService:
         self._store.save(job)
         self._notify(job.job_id)
         _log.info("Job %s is %s", job.job_id, phase.value)
+        if phase in TERMINAL_PHASES:
+            for listener in tuple(self._listeners):
+                try:
+                    listener(job)
+                except Exception:  # noqa: BLE001 - a listener's bug must not break the job service
+                    _log.exception("Listener %r failed on job %s", listener, job.job_id)
 
     def _notify(self, job_id: str) -> None:
         event = self._watchers.pop(job_id, None)
