@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
-from . import datalink, service_routes, soda, ssa
+from . import datalink, service_routes, soda, ssa, vodml_routes
 from .archive.demo_bootstrap import fill_with_demo
 from .archive.service import Archive
 from .auth import UserFile, auth_middleware
@@ -134,6 +134,7 @@ def create_app(
     ssa.add_routes(app)
     datalink.add_routes(app)
     soda.add_routes(app)
+    vodml_routes.add_routes(app)
     # After the job service's cleanup_ctx: sessions run their iterations on it.
     session_handlers.setup(app)
     return app

@@ -32,9 +32,9 @@ _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
 _USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/vodml/")
 PUBLIC_PATHS = frozenset({"/", "/jobs/availability", "/jobs/capabilities"})
-"""Reachable without credentials: the landing page and VOSI, which registries poll."""
+"""Reachable without credentials: the landing page, VOSI (which registries poll) and the published data model."""
 
 
 def hash_password(password: str) -> str:
