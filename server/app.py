@@ -58,14 +58,7 @@ def create_app(
     ValueError
         Raised if two kinds share a name or a kind uses a reserved name.
     """
-    registry = KindRegistry.discover(settings.kinds)
-    for kind in kinds:
-        registry.add(kind)
-    reserved = RESERVED_KIND_NAMES.intersection(k.name for k in registry)
-    if reserved:
-        msg = f"Job kind names {sorted(reserved)} are reserved for VOSI"
-        raise ValueError(msg)
-
+    registry = _registry(settings, kinds)
     users = UserFile(settings.users_file) if settings.auth == "basic" else None
     app = web.Application(
         middlewares=[error_middleware, auth_middleware(users)],
@@ -129,12 +122,28 @@ def create_app(
     app.cleanup_ctx.append(archive)
     app.cleanup_ctx.append(job_service)
     app.on_shutdown.append(release_waiters)
+    _add_routes(app)
+    # After the job service's cleanup_ctx: sessions run their iterations on it.
+    session_handlers.setup(app)
+    return app
+
+
+def _registry(settings: Settings, kinds: Iterable[JobKind]) -> KindRegistry:
+    """The job kinds on offer: entry points, the operator's, and the caller's."""
+    registry = KindRegistry.discover(settings.kinds)
+    for kind in kinds:
+        registry.add(kind)
+    reserved = RESERVED_KIND_NAMES.intersection(k.name for k in registry)
+    if reserved:
+        msg = f"Job kind names {sorted(reserved)} are reserved for VOSI"
+        raise ValueError(msg)
+    return registry
+
+
+def _add_routes(app: web.Application) -> None:
     service_routes.add_routes(app)
     uws_handlers.add_routes(app)
     ssa.add_routes(app)
     datalink.add_routes(app)
     soda.add_routes(app)
     vodml_routes.add_routes(app)
-    # After the job service's cleanup_ctx: sessions run their iterations on it.
-    session_handlers.setup(app)
-    return app
