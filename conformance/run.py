@@ -22,6 +22,7 @@ behave as the scenario needs). Adding a check is one line in ``CHECKS``.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import shutil
@@ -36,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -52,6 +54,8 @@ UWS = "{http://www.ivoa.net/xml/UWS/v1.0}"
 
 HTTP_TIMEOUT_S = 30.0
 JOB_TIMEOUT_S = 60.0
+SESSION_TIMEOUT_S = 180.0
+"""Time for one active-learning iteration (preprocessing, training, scoring) on a busy 2-core machine."""
 """Time for a scenario job to reach the phase it is driven to."""
 LONG_JOB_S = "900"
 """A sleep longer than any run, so a job stays EXECUTING (and the next QUEUED) until the server stops."""
@@ -126,6 +130,8 @@ class Check:
     status: int = field(default=200, kw_only=True)
     """Expected HTTP status: without it, an error VOTable served in place of a UWS document would pass
     xsdvalidate, which knows the VOTable schema too."""
+    post: tuple[str, bytes] | None = field(default=None, kw_only=True)
+    """(Content-Type, body) to POST instead of a GET: the document is the answer to a refused request."""
 
     def fields(self) -> set[str]:
         """Names of the scenario's jobs the target refers to."""
@@ -184,6 +190,20 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "SODA normalised VOTable", VOTLINT, "/soda?ID={id1}&BAND=6.5e-7%206.6e-7&RESPONSEFORMAT=votable&NORMALIZE=true"
     ),
+    # Active learning: an iteration that trained a model, its VOTable results, the label history, and
+    # DataLink reached from the candidates' rows (the MIVOT block is a votlint WARNING: STILTS knows
+    # VOTable 1.4, which allows elements of other namespaces but cannot check them).
+    Check("active_learning job", XSD, "{iteration}"),
+    Check("candidates VOTable", VOTLINT, "{iteration}/results/result"),
+    Check("oracle batch VOTable", VOTLINT, "{iteration}/results/oracle"),
+    Check("precision sample VOTable", VOTLINT, "{iteration}/results/precision_sample"),
+    Check("learning curve VOTable", VOTLINT, "{iteration}/results/learning_curve"),
+    Check("cold-start candidates VOTable", VOTLINT, "{cold_start}/results/result"),
+    Check("label history VOTable", VOTLINT, "{session}/labels"),
+    Check("label post error (400)", VOTLINT, "{session}/labels", status=400,
+          post=("text/csv", b"id,label\nivo://nowhere/nothing,quasar\n")),
+    Check("DataLink of a candidate", DATALINK, "/datalink?ID={candidate1}"),
+    Check("DataLink of two candidates", DATALINK, "/datalink?ID={candidate1}&ID={candidate2}"),
 )
 
 
@@ -280,7 +300,7 @@ class JobClient:
             time.sleep(0.1)
 
 
-def run_scenario(client: JobClient) -> dict[str, str]:
+def run_scenario(client: JobClient, demo_dir: Path) -> dict[str, str]:
     """Leave one job in each phase the server uses; return their paths by name.
 
     The order matters: the server runs one job at a time, so the short jobs
@@ -306,6 +326,7 @@ def run_scenario(client: JobClient) -> dict[str, str]:
     table = ("table.csv", b"a,b\n1,2\n3,4\n", "text/csv")
     jobs["uploaded"] = client.create("upload", [run], files={"table": table})
     client.wait_for(jobs["uploaded"], "COMPLETED")
+    jobs.update(run_session(client, demo_dir))
     jobs["pending"] = client.create("sleep", [("seconds", "1")])
     # Aborted while executing, so the document has a start time and the worker is really killed.
     jobs["aborted"] = client.create("sleep", [("seconds", LONG_JOB_S), run])
@@ -317,6 +338,79 @@ def run_scenario(client: JobClient) -> dict[str, str]:
     jobs["queued"] = client.create("sleep", [("seconds", "1"), run])
     client.wait_for(jobs["queued"], "QUEUED")
     return jobs
+
+
+def run_session(client: JobClient, demo_dir: Path) -> dict[str, str]:
+    """An active-learning session taken to an iteration that trained a model; returns its paths and two candidates.
+
+    Iteration 1 is a cold start (a random seed batch); the demo archive's true
+    labels (``labels.csv``, the simulated expert) answer it, topped up with a
+    spectrum of another class if the seed batch held only one, so that the
+    iteration the labels start trains a network.
+    """
+    with (demo_dir / "labels.csv").open(encoding="utf-8", newline="") as f:
+        truth = {row["id"]: row["label"] for row in csv.DictReader(f)}
+    response = client.session.post(
+        f"{client.base}/sessions",
+        data=[("class", "absorption,emission,double-peak"), ("positive_class", "emission"), ("batch_size", "8"),
+              ("seed_size", "15"), ("precision_sample", "5"), ("mc_samples", "5"), ("max_epochs", "10"),
+              ("n_points", "200"), ("title", "conformance")],
+        allow_redirects=False,
+        timeout=HTTP_TIMEOUT_S,
+    )  # fmt: skip
+    if response.status_code != 303:
+        msg = f"Creating a session answered HTTP {response.status_code}: {response.text[:500]}"
+        raise ScenarioError(msg)
+    session = urlsplit(response.headers["Location"]).path
+    cold = _finished_iteration(client, session, 1)
+    labelled = _column(client, cold["results"]["oracle"], "id")
+    if len({truth[i] for i in labelled}) < 2:
+        labelled.append(next(i for i, label in truth.items() if label != truth[labelled[0]] and i not in labelled))
+    body = "id,label\n" + "".join(f"{i},{truth[i]}\n" for i in labelled)
+    response = client.session.post(
+        f"{client.base}{session}/labels", data=body.encode(), headers={"Content-Type": "text/csv"},
+        timeout=HTTP_TIMEOUT_S,
+    )  # fmt: skip
+    if response.status_code != 200:
+        msg = f"Posting labels answered HTTP {response.status_code}: {response.text[:500]}"
+        raise ScenarioError(msg)
+    trained = _finished_iteration(client, session, 2)
+    candidates = _column(client, trained["results"]["candidates"], "id")
+    if len(candidates) < 2:
+        msg = f"Iteration 2 offers {len(candidates)} candidates; the scenario needs two"
+        raise ScenarioError(msg)
+    return {
+        "session": session,
+        "cold_start": urlsplit(cold["job_url"]).path,
+        "iteration": urlsplit(trained["job_url"]).path,
+        "candidate1": quote(candidates[0], safe=""),
+        "candidate2": quote(candidates[1], safe=""),
+    }
+
+
+def _finished_iteration(client: JobClient, session: str, number: int) -> dict[str, Any]:
+    """The session's iteration ``number`` once it has completed (sessions report it in JSON)."""
+    deadline = time.monotonic() + SESSION_TIMEOUT_S
+    while True:
+        response = client.session.get(f"{client.base}{session}", timeout=HTTP_TIMEOUT_S)
+        response.raise_for_status()
+        found = [it for it in response.json()["iterations"] if it["number"] == number]
+        status = found[0]["status"] if found else None
+        if status == "completed":
+            iteration: dict[str, Any] = found[0]
+            return iteration
+        if status == "failed" or time.monotonic() > deadline:
+            msg = f"Iteration {number} of {session} is {status}: {found[0]['error'] if found else 'not started'}"
+            raise ScenarioError(msg)
+        time.sleep(0.2)
+
+
+def _column(client: JobClient, url: str, name: str) -> list[str]:
+    """The values of one column of a TABLEDATA VOTable."""
+    root = ET.fromstring(client.session.get(url, timeout=HTTP_TIMEOUT_S).content)
+    names = [f.get("name") for f in root.iter() if f.tag.endswith("FIELD")]
+    index = names.index(name)
+    return [[td.text or "" for td in tr if td.tag.endswith("TD")][index] for tr in root.iter() if tr.tag.endswith("TR")]
 
 
 def archive_ids(session: requests.Session, base: str) -> dict[str, str]:
@@ -356,7 +450,11 @@ def fetch_all(
     fetched = []
     for index, check in enumerate(checks, start=1):
         url = base + check.target.format_map(jobs)
-        response = session.get(url, timeout=HTTP_TIMEOUT_S)
+        if check.post is None:
+            response = session.get(url, timeout=HTTP_TIMEOUT_S)
+        else:
+            content_type, body = check.post
+            response = session.post(url, data=body, headers={"Content-Type": content_type}, timeout=HTTP_TIMEOUT_S)
         suffix = "vot" if check.validator is VOTLINT else "xml"
         path = folder / f"{index:02d}-{_slug(check.name)}.{suffix}"
         path.write_bytes(response.content)
@@ -465,7 +563,7 @@ def _run(args: argparse.Namespace, stilts: str, workdir: Path) -> list[Outcome]:
         # One worker is what makes a QUEUED job possible. Validation happens while the server
         # runs: datalinklint reads its documents over HTTP.
         with running_server(data_dir=workdir / "data", log_path=workdir / "server.log", workers=1) as server:
-            jobs = run_scenario(JobClient(session=session, base=server.base_url))
+            jobs = run_scenario(JobClient(session=session, base=server.base_url), demo_dir=workdir / "data" / "demo")
             documents = fetch_all(session, server.base_url, CHECKS, jobs, workdir / "documents")
             return validate_all(stilts, documents)
 
