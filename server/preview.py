@@ -33,7 +33,15 @@ from .archive.service import Archive
 from .archive.store import SpectrumRecord
 from .spectra.readers import read_spectrum
 
-__all__ = ["PREVIEW_MIME", "ensure_preview", "nice_ticks", "preview_path", "render_preview"]
+__all__ = [
+    "PREVIEW_MIME",
+    "ensure_preview",
+    "nice_ticks",
+    "preview_path",
+    "render_preview",
+    "tick_label",
+    "vertical_text",
+]
 
 PREVIEW_MIME = "image/png"
 
@@ -142,13 +150,13 @@ def render_preview(
         x = x0 + (tick - w_low) * x_scale
         draw.line([(x, y0), (x, y1)], fill=_GRID, width=s)
         draw.line([(x, y1), (x, y1 + 5 * s)], fill=_AXES, width=s)
-        _text(draw, (x, y1 + 7 * s), _tick_label(tick, x_ticks), font, anchor="ma")
+        _text(draw, (x, y1 + 7 * s), tick_label(tick, x_ticks), font, anchor="ma")
     y_ticks = nice_ticks(low, high)
     for tick in y_ticks:
         y = y1 - (tick - low) * y_scale
         draw.line([(x0, y), (x1, y)], fill=_GRID, width=s)
         draw.line([(x0 - 5 * s, y), (x0, y)], fill=_AXES, width=s)
-        _text(draw, (x0 - 7 * s, y), _tick_label(tick, y_ticks), font, anchor="rm")
+        _text(draw, (x0 - 7 * s, y), tick_label(tick, y_ticks), font, anchor="rm")
 
     xs = x0 + (np.asarray(wavelength, dtype=np.float64) - w_low) * x_scale
     ys = y1 - (values - low) * y_scale
@@ -164,7 +172,7 @@ def render_preview(
     x_label = f"{medium.capitalize()} wavelength [Angstrom]"
     _text(draw, ((x0 + x1) / 2, HEIGHT * s - 6 * s), x_label, font, anchor="md")
     y_label = f"Flux [{flux_unit}]" if flux_unit else "Flux"
-    _vertical_text(image, (10 * s, (y0 + y1) // 2), y_label, font)
+    vertical_text(image, (10 * s, (y0 + y1) // 2), y_label, font)
 
     small = image.resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
@@ -185,7 +193,8 @@ def nice_ticks(low: float, high: float, *, target: int = 6) -> list[float]:
     return [first + i * step for i in range(max(count, 0))]
 
 
-def _tick_label(value: float, ticks: Sequence[float]) -> str:
+def tick_label(value: float, ticks: Sequence[float]) -> str:
+    """A tick's text with as many decimals as the tick step needs (exponent form for very large or small)."""
     step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(value) or 1.0
     largest = max(abs(t) for t in ticks)
     if largest >= 1e6 or largest < 1e-3:
@@ -213,7 +222,7 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, width: float) -> str:
     return text + "…"
 
 
-def _vertical_text(image: Image.Image, at: tuple[int, int], text: str, font: Font) -> None:
+def vertical_text(image: Image.Image, at: tuple[int, int], text: str, font: Font) -> None:
     """Text rotated by 90° with its left edge at ``at[0]``, centred on ``at[1]``."""
     probe = ImageDraw.Draw(image)
     left, top, right, bottom = probe.textbbox((0, 0), text, font=font)

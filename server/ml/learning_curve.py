@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..preview import nice_ticks
+from ..preview import nice_ticks, tick_label, vertical_text
 from ..votable import FieldSpec, ParamSpec, ResultDocument
 from .iteration import IterationRecord
 
@@ -119,7 +119,7 @@ def render_learning_curve(records: Sequence[IterationRecord], *, title: str) -> 
         x = x_of(tick)
         draw.line([(x, y0), (x, y1)], fill=_GRID, width=s)
         draw.line([(x, y1), (x, y1 + 5 * s)], fill=_AXES, width=s)
-        draw.text((x, y1 + 7 * s), _label(tick, x_ticks), fill=_AXES, font=font, anchor="ma")
+        draw.text((x, y1 + 7 * s), tick_label(tick, x_ticks), fill=_AXES, font=font, anchor="ma")
     y_ticks = [i / 5 for i in range(6)]
     for tick in y_ticks:
         y = y_of(tick)
@@ -144,7 +144,7 @@ def render_learning_curve(records: Sequence[IterationRecord], *, title: str) -> 
 
     draw.text(((x0 + x1) / 2, 10 * s), title, fill=_AXES, font=font, anchor="ma")
     draw.text(((x0 + x1) / 2, y1 + 24 * s), "Labels used", fill=_AXES, font=font, anchor="ma")
-    _vertical_text(image, (8 * s, (y0 + y1) // 2), "Score", font)
+    vertical_text(image, (8 * s, (y0 + y1) // 2), "Score", font)
     _legend(draw, font, x=x0, y=y1 + 46 * s)
     if not records:
         draw.text(((x0 + x1) / 2, (y0 + y1) / 2), "no iterations yet", fill=_AXES, font=font, anchor="mm")
@@ -186,19 +186,3 @@ def _legend(draw: ImageDraw.ImageDraw, font: Font, *, x: float, y: float) -> Non
         draw.ellipse([x + 11 * s - 3.5 * s, y - 3.5 * s, x + 11 * s + 3.5 * s, y + 3.5 * s], fill=colour)
         draw.text((x + 28 * s, y), text, fill=_AXES, font=font, anchor="lm")
         x += 28 * s + draw.textlength(text, font=font) + 18 * s
-
-
-def _label(value: float, ticks: Sequence[float]) -> str:
-    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else 1.0
-    decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 0
-    return f"{value:.{decimals}f}"
-
-
-def _vertical_text(image: Image.Image, at: tuple[int, int], text: str, font: Font) -> None:
-    """Text rotated by 90° with its left edge at ``at[0]``, centred on ``at[1]``."""
-    probe = ImageDraw.Draw(image)
-    left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
-    label = Image.new("RGB", (int(right - left) + 2, int(bottom - top) + 2), "white")
-    ImageDraw.Draw(label).text((-left + 1, -top + 1), text, fill=_AXES, font=font)
-    rotated = label.rotate(90, expand=True)
-    image.paste(rotated, (at[0], at[1] - rotated.height // 2))
