@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from .votable import DATALINK_STANDARD_ID, ParamSpec, ServiceDescriptor
+
 __all__ = [
     "DATALINK_PATH",
     "DATA_PATH",
@@ -15,6 +17,7 @@ __all__ = [
     "SODA_PATH",
     "SSA_PATH",
     "data_url",
+    "datalink_descriptor",
     "datalink_url",
     "preview_url",
 ]
@@ -45,3 +48,23 @@ def datalink_url(base: str, publisher_did: str) -> str:
 def preview_url(base: str, publisher_did: str) -> str:
     """URL of the preview PNG."""
     return _with_id(base, PREVIEW_PATH, publisher_did)
+
+
+def datalink_descriptor(base: str, *, id_ref: str) -> ServiceDescriptor:
+    """The DataLink service descriptor of a table whose column ``id_ref`` holds publisher DIDs.
+
+    Every table of spectra vocloud serves (SSA responses, active-learning
+    candidates) carries it, so that a client reaches each row's file, preview
+    and SODA cutout from the row itself (pyvo's ``getdatalink()``; DataLink 1.1
+    section 4).
+    """
+    return ServiceDescriptor(
+        id="datalink",
+        standard_id=DATALINK_STANDARD_ID,
+        access_url=base + DATALINK_PATH,
+        description="DataLink links of each spectrum: the file, a preview, a SODA cutout and derived versions",
+        input_params=(
+            ParamSpec(name="ID", datatype="char", arraysize="*", ucd="meta.id;meta.main", ref=id_ref,
+                      description="Publisher DID of the spectrum"),
+        ),
+    )  # fmt: skip

@@ -33,7 +33,7 @@ from .archive.store import ConeQuery, SpectrumRecord
 from .dali import read_sync_params
 from .errors import UsageError
 from .keys import ARCHIVE
-from .links import DATALINK_PATH, SSA_PATH, data_url
+from .links import SSA_PATH, data_url, datalink_descriptor
 from .service_routes import add_vosi_routes, base_url
 from .ssa_capability import ssa_capability
 from .vosi import vosi_capabilities
@@ -43,7 +43,6 @@ from .votable import (
     FieldSpec,
     ParamSpec,
     ResultDocument,
-    ServiceDescriptor,
     TimeSystem,
 )
 
@@ -73,7 +72,6 @@ THREAD_ROWS = 2000
 """Responses with more rows are formatted in a worker thread, not to hold up the event loop (about 1 ms per 50 rows)."""
 
 SERVICE_PROTOCOL = "1.1"
-DATALINK_STANDARD_ID = "ivo://ivoa.net/std/DataLink#links-1.1"
 
 _MJD_EPOCH = datetime(1858, 11, 17, tzinfo=UTC)
 _SECONDS_PER_DAY = 86400.0
@@ -207,16 +205,7 @@ class _Documents:
     """The queryData and metadata documents for one public base URL (the DataLink descriptor names it)."""
 
     def __init__(self, base: str) -> None:
-        descriptor = ServiceDescriptor(
-            id="datalink",
-            standard_id=DATALINK_STANDARD_ID,
-            access_url=base + DATALINK_PATH,
-            description="DataLink links of each spectrum: the file, a preview and processing services",
-            input_params=(
-                ParamSpec(name="ID", datatype="char", arraysize="*", ucd="meta.id;meta.main", ref="ssa_pubDID",
-                          description="Publisher DID of the spectrum"),
-            ),
-        )  # fmt: skip
+        descriptor = datalink_descriptor(base, id_ref="ssa_pubDID")
         common: dict[str, Any] = {
             "fields": FIELDS,
             "params": PARAMS,

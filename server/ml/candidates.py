@@ -28,14 +28,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..links import DATALINK_PATH, data_url
+from ..links import data_url, datalink_descriptor
 from ..votable import (
-    DATALINK_STANDARD_ID,
     CoordinateSystem,
     FieldSpec,
     ParamSpec,
     ResultDocument,
-    ServiceDescriptor,
 )
 from .active_learning import IterationResult
 from .iteration import SessionSettings, probability_column
@@ -134,16 +132,7 @@ def candidates_document(
     description
         The document's DESCRIPTION.
     """
-    descriptor = ServiceDescriptor(
-        id="datalink",
-        standard_id=DATALINK_STANDARD_ID,
-        access_url=public_url + DATALINK_PATH,
-        description="DataLink links of each spectrum: the file, a preview, a SODA cutout and derived versions",
-        input_params=(
-            ParamSpec(name="ID", datatype="char", arraysize="*", ucd="meta.id;meta.main", ref=ID_FIELD, value="",
-                      description="Publisher DID of the spectrum"),
-        ),
-    )  # fmt: skip
+    descriptor = datalink_descriptor(public_url, id_ref=ID_FIELD)
     params = (
         ParamSpec(name="session_id", datatype="char", arraysize="*", ucd="meta.id", value=session_id,
                   description="The active-learning session"),
