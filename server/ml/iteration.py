@@ -19,18 +19,26 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 __all__ = [
     "CANDIDATE_COLUMNS",
     "ITERATION_FORMAT",
     "LABEL_COLUMNS",
+    "STRATEGIES",
     "IterationInput",
     "IterationOutcome",
     "IterationRecord",
     "SessionSettings",
+    "Strategy",
     "probability_column",
 ]
+
+Strategy = Literal["random", "entropy", "bald", "diverse"]
+"""Query strategies of the oracle batch (`vocloud.server.ml.strategies` says what each does)."""
+
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
+"""Their names, for validation in the web server, which does not import the strategies (scikit-learn)."""
 
 ITERATION_FORMAT = 1
 """Version of the JSON layout of `IterationInput` and `IterationOutcome`; readers refuse others."""

@@ -29,18 +29,14 @@ ties in a score are broken by the lower index.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.decomposition import PCA
 
+from .iteration import STRATEGIES, Strategy
+
 __all__ = ["STRATEGIES", "Strategy", "projection_2d", "select_batch"]
 
-Strategy = Literal["random", "entropy", "bald", "diverse"]
-
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
-"""Names of the query strategies `select_batch` knows, for parameter validation and documentation."""
 
 DEFAULT_POOL_FACTOR = 10
 """Candidate pool of ``"diverse"`` in batches: wide enough to hold several clusters, narrow enough to stay uncertain."""

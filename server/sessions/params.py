@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..kinds.spec import ParameterValueError, ParamSpec, ParamType
-from ..ml.iteration import SessionSettings
+from ..ml.iteration import STRATEGIES, SessionSettings
 from ..ml.preprocess_kind import PREPROCESS
 from .models import NewLabel, StoppingCriteria
 from .selection import SELECTION_NAMES, Selection
@@ -27,14 +27,9 @@ __all__ = [
     "MAX_CLASSES",
     "PREPROCESSING_PARAMETERS",
     "SESSION_PARAMETERS",
-    "STRATEGIES",
     "SessionRequest",
     "parse_session_request",
 ]
-
-STRATEGIES = ("random", "entropy", "bald", "diverse")
-"""Query strategies; the same as `vocloud.server.ml.strategies.STRATEGIES` (a test checks), which the
-web server does not import because it pulls in scikit-learn."""
 
 MAX_CLASSES = 50
 """Most classes of one session."""
