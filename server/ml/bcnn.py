@@ -116,6 +116,11 @@ class BCNNConfig:
         Adam's step size and L2 penalty.
     batch_size
         Spectra per training step.
+    min_steps_per_epoch
+        Least optimiser steps in an epoch: a small training set is passed over
+        several times per epoch. Active learning starts from a few dozen labels,
+        where one pass is a single step and ``max_epochs`` passes left the network
+        barely trained (models collapsed to ~0.5 accuracy at 40-60 labels).
     max_epochs
         Upper bound on epochs.
     patience
@@ -143,6 +148,7 @@ class BCNNConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     batch_size: int = 64
+    min_steps_per_epoch: int = 10
     max_epochs: int = 100
     patience: int = 10
     min_delta: float = 1e-4
@@ -170,6 +176,8 @@ class BCNNConfig:
             problems.append(f"validation_fraction must be in [0, 1), not {self.validation_fraction}")
         if min(self.batch_size, self.max_epochs, self.patience, self.pool_length, self.embedding_dim) < 1:
             problems.append("batch_size, max_epochs, patience, pool_length and embedding_dim must be positive")
+        if self.min_steps_per_epoch < 1:
+            problems.append(f"min_steps_per_epoch must be positive, not {self.min_steps_per_epoch}")
         if problems:
             raise ValueError("Invalid BCNN configuration: " + "; ".join(problems))
 
@@ -502,7 +510,14 @@ def train(
         best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(network.state_dict())
         for epoch in range(1, config.max_epochs + 1):
             train_loss = _train_epoch(
-                network, optimiser, x_tr, y_tr, w_tr, batch_size=config.batch_size, shuffler=shuffler
+                network,
+                optimiser,
+                x_tr,
+                y_tr,
+                w_tr,
+                batch_size=config.batch_size,
+                min_steps=config.min_steps_per_epoch,
+                shuffler=shuffler,
             )
             if len(x_va):
                 val_loss, val_acc = _evaluate(network, x_va, y_va, w_va, batch_size=4 * config.batch_size)
@@ -532,14 +547,20 @@ def _train_epoch(
     w: Tensor,
     *,
     batch_size: int,
+    min_steps: int,
     shuffler: torch.Generator,
 ) -> float:
-    """One pass over the training set in an order drawn from ``shuffler``; returns the mean weighted loss."""
+    """One epoch: passes over the training set, each in an order drawn from ``shuffler``, until at least
+    ``min_steps`` optimiser steps are made; returns the mean weighted loss."""
     network.train()
-    order = torch.randperm(len(x), generator=shuffler).to(x.device)
+    passes = max(1, math.ceil(min_steps / max(1, math.ceil(len(x) / batch_size))))
+    batches = [
+        order[start : start + batch_size]
+        for order in (torch.randperm(len(x), generator=shuffler).to(x.device) for _ in range(passes))
+        for start in range(0, len(x), batch_size)
+    ]
     total, weight_total = 0.0, 0.0
-    for start in range(0, len(x), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in batches:
         if len(idx) < 2:
             continue  # batch norm cannot train on a single spectrum
         loss = _weighted_loss(network(x[idx]), y[idx], w[idx])

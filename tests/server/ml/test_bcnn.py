@@ -301,3 +301,29 @@ def test_bad_inputs_are_refused(trained: bcnn.TrainedModel, data: tuple[np.ndarr
         bcnn.predict_mc(trained, nan_features)
     empty = bcnn.predict_mc(trained, np.empty((0, PIXELS), dtype=np.float32))
     assert empty.mean.shape == (0, 3) and empty.embedding.shape == (0, trained.config.embedding_dim)
+
+
+@pytest.mark.parametrize(("n", "batch_size", "min_steps", "expected"), [(20, 64, 7, 7), (20, 2, 7, 10), (40, 8, 12, 15)])
+def test_an_epoch_makes_at_least_min_steps(
+    monkeypatch: pytest.MonkeyPatch, n: int, batch_size: int, min_steps: int, expected: int
+) -> None:
+    """A few dozen labels still get enough optimiser steps: small sets are passed over several times an epoch."""
+    steps = 0
+    original = torch.optim.Adam.step
+
+    def counting_step(self: torch.optim.Adam, *args: object, **kwargs: object) -> object:
+        nonlocal steps
+        steps += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counting_step)
+    rng = np.random.default_rng(0)
+    config = bcnn.BCNNConfig(
+        n_inputs=32, n_classes=2, channels=(4,), kernel_sizes=(3,), pool_length=2, embedding_dim=4, head_hidden=4,
+        batch_size=batch_size, min_steps_per_epoch=min_steps, max_epochs=1, validation_fraction=0.0, device="cpu",
+    )  # fmt: skip
+
+    bcnn.train(rng.normal(size=(n, 32)).astype(np.float32), np.arange(n) % 2, config=config)
+
+    # Whole passes until min_steps is reached: ceil(min_steps / batches per pass) passes of ceil(n / batch_size).
+    assert steps == expected
