@@ -303,7 +303,9 @@ def test_bad_inputs_are_refused(trained: bcnn.TrainedModel, data: tuple[np.ndarr
     assert empty.mean.shape == (0, 3) and empty.embedding.shape == (0, trained.config.embedding_dim)
 
 
-@pytest.mark.parametrize(("n", "batch_size", "min_steps", "expected"), [(20, 64, 7, 7), (20, 2, 7, 10), (40, 8, 12, 15)])
+@pytest.mark.parametrize(
+    ("n", "batch_size", "min_steps", "expected"), [(20, 64, 7, 7), (20, 2, 7, 10), (40, 8, 12, 15)]
+)
 def test_an_epoch_makes_at_least_min_steps(
     monkeypatch: pytest.MonkeyPatch, n: int, batch_size: int, min_steps: int, expected: int
 ) -> None:
