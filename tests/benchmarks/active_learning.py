@@ -235,7 +235,7 @@ FULL = RunConfig(
     throughput_rounds=2,
 )
 QUICK = dataclasses.replace(
-    FULL, count=1500, seed_size=30, batch_size=30, budget=150, seeds=2, throughput_spectra=256, throughput_rounds=1
+    FULL, count=1500, seed_size=30, batch_size=30, budget=150, seeds=1, throughput_spectra=256, throughput_rounds=1
 )
 
 
@@ -822,7 +822,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1500 spectra, budget 150, two seeds (under 5 min)")
+    parser.add_argument("--quick", action="store_true", help="1500 spectra, budget 150, one seed (under 5 min)")
     parser.add_argument("--count", type=int, help="demo spectra in the archive (full 20,000)")
     parser.add_argument("--seed-size", type=int, help="labels in the cold-start seed batch")
     parser.add_argument("--batch-size", type=int, help="oracle batch size")
