@@ -23,6 +23,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,10 @@ from .spectra.readers import read_spectrum
 
 __all__ = [
     "PREVIEW_MIME",
+    "Canvas",
     "ensure_preview",
     "nice_ticks",
+    "plot_canvas",
     "preview_path",
     "render_preview",
     "tick_label",
@@ -126,12 +129,9 @@ def render_preview(
     flux_unit
         Unit of the flux, named in the axis label (none for normalised flux).
     """
-    s = _SCALE
-    image = Image.new("RGB", (WIDTH * s, HEIGHT * s), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=11 * s)
-    left, top, right, bottom = (m * s for m in _MARGINS)
-    x0, x1, y0, y1 = left, WIDTH * s - right, top, HEIGHT * s - bottom
+    canvas = plot_canvas(WIDTH, HEIGHT, _MARGINS)
+    image, draw, font, s = canvas.image, canvas.draw, canvas.font, canvas.scale
+    x0, x1, y0, y1 = canvas.box
 
     values = np.asarray(flux, dtype=np.float64)
     finite = np.isfinite(values)
@@ -178,6 +178,36 @@ def render_preview(
     buffer = io.BytesIO()
     small.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Canvas:
+    """A plot being drawn: the image at ``scale`` times its final size, a pen, the font and the plot box."""
+
+    image: Image.Image
+    draw: ImageDraw.ImageDraw
+    font: Font
+    scale: int
+    box: tuple[int, int, int, int]
+    """x0, x1, y0, y1 of the plot area, in drawn pixels."""
+
+
+def plot_canvas(width: int, height: int, margins: tuple[int, int, int, int]) -> Canvas:
+    """A white canvas for a plot of ``width`` x ``height`` pixels with ``margins`` (left, top, right, bottom).
+
+    Drawn at ``_SCALE`` times the size, to be downsampled at the end: Pillow draws lines
+    without antialiasing. Previews and learning curves share it so they look alike.
+    """
+    s = _SCALE
+    image = Image.new("RGB", (width * s, height * s), "white")
+    left, top, right, bottom = (m * s for m in margins)
+    return Canvas(
+        image=image,
+        draw=ImageDraw.Draw(image),
+        font=ImageFont.load_default(size=11 * s),
+        scale=s,
+        box=(left, width * s - right, top, height * s - bottom),
+    )
 
 
 def nice_ticks(low: float, high: float, *, target: int = 6) -> list[float]:

@@ -16,9 +16,9 @@ import io
 import math
 from collections.abc import Callable, Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from ..preview import nice_ticks, tick_label, vertical_text
+from ..preview import Font, nice_ticks, plot_canvas, tick_label, vertical_text
 from ..votable import FieldSpec, ParamSpec, ResultDocument
 from .iteration import IterationRecord
 
@@ -27,13 +27,8 @@ __all__ = ["HEIGHT", "WIDTH", "learning_curve_document", "render_learning_curve"
 WIDTH, HEIGHT = 800, 420
 """Size of the plot in pixels."""
 
-_SCALE = 2
-"""Drawn at this multiple of the size and downsampled: Pillow draws lines without antialiasing."""
-
 _MARGINS = (64, 34, 20, 92)
 """Left, top, right, bottom margins of the plot area, in plot pixels (the legend sits below the axis label)."""
-
-Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 _AXES = (0, 0, 0)
 _GRID = (225, 225, 225)
@@ -96,12 +91,9 @@ def render_learning_curve(records: Sequence[IterationRecord], *, title: str) -> 
     the line joins the points on either side; with no value at all the axes are drawn empty,
     so the result always exists.
     """
-    s = _SCALE
-    image = Image.new("RGB", (WIDTH * s, HEIGHT * s), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=11 * s)
-    left, top, right, bottom = (m * s for m in _MARGINS)
-    x0, x1, y0, y1 = left, WIDTH * s - right, top, HEIGHT * s - bottom
+    canvas = plot_canvas(WIDTH, HEIGHT, _MARGINS)
+    image, draw, font, s = canvas.image, canvas.draw, canvas.font, canvas.scale
+    x0, x1, y0, y1 = canvas.box
 
     labels = [float(r.labels_used) for r in records]
     low, high = (min(labels), max(labels)) if labels else (0.0, 1.0)
@@ -134,7 +126,7 @@ def render_learning_curve(records: Sequence[IterationRecord], *, title: str) -> 
             if (value := _finite(getattr(r, attribute))) is not None
         ]
         if attribute == "precision":
-            _error_bars(draw, records, x_of, y_of, colour)
+            _error_bars(draw, records, x_of, y_of, colour, s=s)
         if len(points) > 1:
             draw.line(points, fill=colour, width=2 * s)
         for x, y in points:
@@ -145,7 +137,7 @@ def render_learning_curve(records: Sequence[IterationRecord], *, title: str) -> 
     draw.text(((x0 + x1) / 2, 10 * s), title, fill=_AXES, font=font, anchor="ma")
     draw.text(((x0 + x1) / 2, y1 + 24 * s), "Labels used", fill=_AXES, font=font, anchor="ma")
     vertical_text(image, (8 * s, (y0 + y1) // 2), "Score", font)
-    _legend(draw, font, x=x0, y=y1 + 46 * s)
+    _legend(draw, font, x=x0, y=y1 + 46 * s, s=s)
     if not records:
         draw.text(((x0 + x1) / 2, (y0 + y1) / 2), "no iterations yet", fill=_AXES, font=font, anchor="mm")
 
@@ -165,9 +157,10 @@ def _error_bars(
     x_of: Callable[[float], float],
     y_of: Callable[[float], float],
     colour: tuple[int, int, int],
+    *,
+    s: int,
 ) -> None:
     """Vertical bars with caps from ``precision_low`` to ``precision_high`` where precision was measured."""
-    s = _SCALE
     for record in records:
         low, high = _finite(record.precision_low), _finite(record.precision_high)
         if _finite(record.precision) is None or low is None or high is None:
@@ -179,8 +172,7 @@ def _error_bars(
             draw.line([(x - 4 * s, y), (x + 4 * s, y)], fill=colour, width=s)
 
 
-def _legend(draw: ImageDraw.ImageDraw, font: Font, *, x: float, y: float) -> None:
-    s = _SCALE
+def _legend(draw: ImageDraw.ImageDraw, font: Font, *, x: float, y: float, s: int) -> None:
     for _, text, colour in _SERIES:
         draw.line([(x, y), (x + 22 * s, y)], fill=colour, width=2 * s)
         draw.ellipse([x + 11 * s - 3.5 * s, y - 3.5 * s, x + 11 * s + 3.5 * s, y + 3.5 * s], fill=colour)
