@@ -5,6 +5,14 @@
 were stored, how many spectra are labelled now, and the URL of the iteration
 job the post started, or null), so a script learns at once whether its batch
 started the next iteration. Another owner's session is 404 everywhere.
+
+A label post may carry ``Idempotency-Key: "<uuid4>"`` (IETF httpapi
+idempotency-key draft; an RFC 8941 string, a bare token is accepted too). The
+first post with a key is applied; a repeat with the same labels gets the first
+answer again with ``Idempotent-Replayed: true`` and stores nothing; the same key
+with other labels is refused 422, and a repeat while the first is still being
+handled 409. Keys are per session and per owner and kept as long as the
+session, so a client may retry a post whose answer it lost at any later time.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from ..keys import OWNER, SERVICE, SESSIONS, SETTINGS
 from ..service_routes import base_url
 from ..uws.params import RequestParams, read_params
 from ..votable import VOTABLE_MIME
-from .labels_input import format_for, parse_labels, sniff
+from .labels_input import IDEMPOTENCY_HEADER, REPLAYED_HEADER, format_for, idempotency_key, parse_labels, sniff
 from .models import NewLabel, SessionRecord
 from .params import parse_session_request
 from .render import (
@@ -188,6 +196,7 @@ async def get_labels(request: web.Request) -> web.Response:
 async def post_labels(request: web.Request) -> web.Response:
     """POST /sessions/{id}/labels: add labels (CSV, JSON, VOTable, or a form's ``labels`` file), all or nothing."""
     record = _session(request)
+    key = idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
     if request.content_type in _FORMS:
         params = await _params(request)
         try:
@@ -204,13 +213,14 @@ async def post_labels(request: web.Request) -> web.Response:
         label_format = format_for(request.content_type)
         data = await _body(request)
         labels = await asyncio.to_thread(parse_labels, data, label_format)
-    post = await _service(request).post_labels(record, labels, request[OWNER])
+    post = await _service(request).post_labels(record, labels, request[OWNER], key=key)
     return web.json_response(
         label_post_document(
             accepted=post.accepted,
             labelled=post.labelled,
-            next_job_id=None if post.started is None else post.started.job_id,
+            next_job_id=post.next_job_id,
             session_id=record.session_id,
             base=base_url(request),
-        )
+        ),
+        headers={REPLAYED_HEADER: "true"} if post.replayed else None,
     )

@@ -7,14 +7,21 @@ optional ``labeller`` and ``comment``; names are matched case-insensitively and
 other columns are ignored, so a candidates table saved from TOPCAT with a
 ``label`` column added can be posted as it is. This module only reads: whether
 the ids and classes belong to the session is the service's business.
+
+A post may carry an ``Idempotency-Key`` (IETF httpapi draft
+"The Idempotency-Key HTTP Header Field"): `idempotency_key` reads it and
+`fingerprint` digests the labels it came with, so that a retry of the same
+labels under the same key can be told from a different post reusing the key.
 """
 
 from __future__ import annotations
 
 import csv
 import enum
+import hashlib
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -25,15 +32,21 @@ from ..votable import VOTABLE_MIME, parse_tolerant
 from .models import NewLabel
 
 __all__ = [
+    "IDEMPOTENCY_HEADER",
     "MAX_COMMENT_CHARS",
+    "MAX_IDEMPOTENCY_KEY_CHARS",
     "MAX_ID_CHARS",
     "MAX_LABELLER_CHARS",
     "MAX_LABELS",
+    "REPLAYED_HEADER",
+    "IdempotencyKeyReusedError",
     "LabelFormat",
     "UnsupportedMediaTypeError",
     "collapse",
     "describe",
+    "fingerprint",
     "format_for",
+    "idempotency_key",
     "parse_labels",
     "sniff",
 ]
@@ -53,11 +66,32 @@ MAX_COMMENT_CHARS = 4000
 _SHOWN = 20
 """Most offending values a message lists (then a count)."""
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""Request header whose key makes a label post safe to retry (IETF httpapi idempotency-key draft)."""
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+"""Response header, ``true`` on an answer replayed for a repeated key (nothing was applied again)."""
+
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+"""Longest accepted idempotency key (a UUID, as the draft recommends, has 36)."""
+
+_SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"(?:;.*)?')
+"""An RFC 8941 sf-string (printable ASCII, only ``\\"`` and ``\\\\`` escaped), optional parameters after it."""
+
+_BARE_KEY = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+")
+"""A key sent without the quotes the draft asks for: visible ASCII without quotes, commas, semicolons, backslashes."""
+
 
 class UnsupportedMediaTypeError(VocloudError):
     """The body's Content-Type is not a format the endpoint reads (HTTP 415)."""
 
     status = 415
+
+
+class IdempotencyKeyReusedError(VocloudError):
+    """An idempotency key came back with different labels (HTTP 422, as the draft says)."""
+
+    status = 422
 
 
 class LabelFormat(enum.StrEnum):
@@ -160,6 +194,50 @@ def collapse(labels: Sequence[NewLabel]) -> list[NewLabel]:
         msg = f"{describe(conflicting, 'id')} given twice with different labels"
         raise UsageError(msg)
     return list(last.values())
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """The key of an ``Idempotency-Key`` header, or None when the header is absent.
+
+    The draft makes the field an RFC 8941 String (``"8e03978e-..."``); a bare
+    token is accepted as well, because several well-known APIs taught clients to
+    send keys unquoted and refusing them would only make retries fail.
+
+    Raises
+    ------
+    UsageError
+        Raised if the value is empty, not a string of printable ASCII, or longer
+        than `MAX_IDEMPOTENCY_KEY_CHARS`.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    quoted = _SF_STRING.fullmatch(text)
+    if quoted is not None:
+        key = re.sub(r"\\(.)", r"\1", quoted.group(1))
+    elif _BARE_KEY.fullmatch(text):
+        key = text
+    else:
+        msg = f'{IDEMPOTENCY_HEADER} must be a quoted string of printable ASCII such as "<a uuid4>", not {value!r}'
+        raise UsageError(msg)
+    if not key.strip():
+        msg = f"{IDEMPOTENCY_HEADER} is empty; send a unique key (a UUID) per post"
+        raise UsageError(msg)
+    if len(key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        msg = f"{IDEMPOTENCY_HEADER} is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"
+        raise UsageError(msg)
+    return key
+
+
+def fingerprint(labels: Sequence[NewLabel]) -> str:
+    """SHA-256 of the labels as read, in order: the same labels give the same digest in any format.
+
+    A digest of the parsed labels rather than of the body, because a client
+    retrying a multipart post gets a new boundary, and CSV and JSON of the same
+    labels are the same request.
+    """
+    rows = [[item.id, item.label, item.labeller, item.comment] for item in labels]
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def describe(values: Iterable[str], what: str) -> str:

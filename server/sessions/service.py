@@ -9,7 +9,12 @@ service starts and whenever a session is looked at.
 
 Everything that changes a session's iterations runs under that session's lock,
 so two label posts that both complete an oracle batch start one iteration, not
-two. Bulk work (checking posted ids against the archive, storing thousands of
+two. A label post with an idempotency key is applied once: a retry gets the
+answer stored with the labels (see `SessionStore.add_labels`), a retry that
+arrives while the first is still being handled gets 409 (the draft's
+"concurrent request"), a different post under the same key 422.
+
+Bulk work (checking posted ids against the archive, storing thousands of
 labels, writing an iteration's input) runs in worker threads; the rest is a
 few indexed SQLite queries on the event loop.
 """
@@ -35,7 +40,7 @@ from ..ml.precision import PrecisionEstimate, precision_estimate, stopping_reaso
 from ..uws.models import JobRecord
 from ..uws.phases import TERMINAL_PHASES, ExecutionPhase
 from ..uws.service import JobService, Upload
-from .labels_input import collapse, describe
+from .labels_input import IDEMPOTENCY_HEADER, collapse, describe, fingerprint
 from .models import (
     IterationRow,
     IterationStatus,
@@ -47,7 +52,7 @@ from .models import (
 )
 from .params import SessionRequest
 from .selection import Selection
-from .store import SessionStore
+from .store import IdempotentAnswer, SessionStore
 
 __all__ = ["ITERATION_RESULT", "IterationView", "LabelPost", "SessionService", "SessionView"]
 
@@ -117,11 +122,24 @@ class SessionView:
 
 @dataclass(frozen=True, kw_only=True)
 class LabelPost:
-    """What a label post did: labels stored, distinct spectra labelled now, and the iteration it started."""
+    """What a label post did (or, ``replayed``, what the earlier post with its idempotency key did).
+
+    Attributes
+    ----------
+    accepted
+        Labels stored.
+    labelled
+        Distinct spectra labelled just after the post.
+    next_job_id
+        The iteration job the post started, or None.
+    replayed
+        True if nothing was stored now: the answer is that of an earlier post with the same key.
+    """
 
     accepted: int
     labelled: int
-    started: IterationRow | None
+    next_job_id: str | None
+    replayed: bool = False
 
 
 class SessionService:
@@ -148,6 +166,8 @@ class SessionService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._keys_in_flight: set[tuple[str, str | None, str]] = set()
+        """(session, owner, idempotency key) of the keyed label posts being handled now."""
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -285,8 +305,15 @@ class SessionService:
         self._locks.pop(record.session_id, None)
         _log.info("Session %s deleted", record.session_id)
 
-    async def post_labels(self, record: SessionRecord, labels: Sequence[NewLabel], owner: str | None) -> LabelPost:
+    async def post_labels(
+        self, record: SessionRecord, labels: Sequence[NewLabel], owner: str | None, *, key: str | None = None
+    ) -> LabelPost:
         """Store labels, all or nothing, then start the next iteration if they complete the oracle batch.
+
+        With an idempotency ``key`` the post is applied at most once per session
+        and owner: a repeat with the same labels returns the first answer
+        (``replayed``) and stores nothing. A repeat that fails validation is not
+        remembered, so its retry is checked afresh (and fails the same way).
 
         Raises
         ------
@@ -294,9 +321,36 @@ class SessionService:
             Raised if an id is given twice with different labels, a label is not one of
             the session's classes, or an id is not a spectrum of its selection; nothing
             is stored then.
+        IdempotencyKeyReusedError
+            Raised if ``key`` was used on the session by ``owner`` for different labels.
+        ConflictError
+            Raised if a post with the same ``key`` is still being handled.
         NotFoundError
             Raised if the session was deleted meanwhile.
         """
+        if key is None:
+            return await self._post_labels(record, labels, owner, key=None, digest="")
+        token = (record.session_id, owner, key)
+        if token in self._keys_in_flight:
+            msg = (
+                f"A label post with {IDEMPOTENCY_HEADER} {key!r} is still being handled for this session;"
+                " retry once it has answered"
+            )
+            raise ConflictError(msg)
+        self._keys_in_flight.add(token)
+        try:
+            digest = fingerprint(labels)
+            earlier = self._store.idempotent_answer(record.session_id, owner, key, digest)
+            if earlier is not None:
+                _log.info("Session %s: label post %r replayed", record.session_id, key)
+                return _label_post(earlier)
+            return await self._post_labels(record, labels, owner, key=key, digest=digest)
+        finally:
+            self._keys_in_flight.discard(token)
+
+    async def _post_labels(
+        self, record: SessionRecord, labels: Sequence[NewLabel], owner: str | None, *, key: str | None, digest: str
+    ) -> LabelPost:
         try:
             accepted = collapse(labels)
             await asyncio.to_thread(self._check_labels, record.settings, accepted)
@@ -304,14 +358,20 @@ class SessionService:
             msg = f"Labels refused, nothing was stored: {e.message}"
             raise UsageError(msg) from e
         stored = await asyncio.to_thread(
-            self._store.add_labels, record.session_id, accepted, owner=owner, posted=_now()
+            self._store.add_labels, record.session_id, accepted, owner=owner, posted=_now(), key=key, fingerprint=digest
         )
         if stored is None:
             msg = f"There is no session {record.session_id!r}"
             raise NotFoundError(msg)
-        _log.info("Session %s: %d label(s) stored", record.session_id, stored[0])
+        if stored.replayed:
+            return _label_post(stored)
+        _log.info("Session %s: %d label(s) stored", record.session_id, stored.accepted)
         started = await self._advance(record.session_id)
-        return LabelPost(accepted=stored[0], labelled=stored[1], started=started)
+        if started is not None and key is not None:
+            self._store.set_next_job(record.session_id, owner, key, started.job_id)
+        return LabelPost(
+            accepted=stored.accepted, labelled=stored.labelled, next_job_id=None if started is None else started.job_id
+        )
 
     async def start_next(self, record: SessionRecord) -> IterationRow:
         """Start the next iteration now, whatever auto-advance and the stopping criteria say.
@@ -497,6 +557,12 @@ class SessionService:
         ) as handle:
             handle.write(document)
         return Path(handle.name)
+
+
+def _label_post(answer: IdempotentAnswer) -> LabelPost:
+    return LabelPost(
+        accepted=answer.accepted, labelled=answer.labelled, next_job_id=answer.next_job_id, replayed=answer.replayed
+    )
 
 
 def _history(view: IterationView) -> IterationRecord:

@@ -17,6 +17,12 @@ writes (tens of microseconds each), and one for the bulk writes (a post of up
 to 100,000 labels, deleting a session) that the service runs in a worker
 thread, so that the event loop never waits for them; WAL lets the loop's
 reads go on meanwhile.
+
+A label post made with an idempotency key leaves a row in ``idempotency_keys``
+(session, owner, key, a fingerprint of its labels and its answer) written in
+the transaction that stores its labels: either both are there or neither, so a
+retry after a crash or a lost answer is recognised exactly when its labels were
+stored. The rows last as long as their session.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..ml.iteration import IterationOutcome, SessionSettings
 from ..sqlite import open_database, transaction
+from .labels_input import IdempotencyKeyReusedError
 from .models import (
     IterationRow,
     IterationStatus,
@@ -41,7 +48,7 @@ from .models import (
     StoppingCriteria,
 )
 
-__all__ = ["SessionStore"]
+__all__ = ["IdempotentAnswer", "SessionStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -95,6 +102,17 @@ CREATE TABLE IF NOT EXISTS current_labels (
     PRIMARY KEY (session_id, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS current_labels_by_label ON current_labels (session_id, label);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    session_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    accepted INTEGER NOT NULL,
+    labelled INTEGER NOT NULL,
+    next_job_id TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (session_id, owner, key)
+) WITHOUT ROWID;
 """
 
 ORACLE = "oracle"
@@ -102,10 +120,43 @@ ORACLE = "oracle"
 PRECISION_SAMPLE = "precision_sample"
 """``members.role`` of the precision sample."""
 
+_ANONYMOUS = ""
+"""``idempotency_keys.owner`` of anonymous posts: a NULL would make every key distinct in the primary key."""
+
 _SESSION_COLUMNS = (
     "session_id, owner, title, created, settings, label_budget, uncertainty_threshold, precision_target, auto_advance"
 )
 _ITERATION_COLUMNS = "session_id, number, job_id, created, status, finished, outcome, error"
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdempotentAnswer:
+    """What a label post made with an idempotency key answered: stored with its labels, replayed to retries.
+
+    Attributes
+    ----------
+    accepted
+        Labels the post stored.
+    labelled
+        Distinct spectra labelled just after it.
+    next_job_id
+        The iteration job it started, once known (None if it started none).
+    replayed
+        True when this is the answer of an earlier post, nothing having been stored now.
+    """
+
+    accepted: int
+    labelled: int
+    next_job_id: str | None = None
+    replayed: bool = False
+
+
+def _reused(key: str) -> IdempotencyKeyReusedError:
+    msg = (
+        f"Idempotency-Key {key!r} was already used on this session for different labels; nothing was stored."
+        " A retry must send the same labels, a new post needs a new key"
+    )
+    return IdempotencyKeyReusedError(msg)
 
 
 def _utc(value: float) -> datetime:
@@ -180,22 +231,85 @@ class SessionStore:
             self._insert_labels(db, record.session_id, labels, owner=record.owner, posted=record.created)
 
     def add_labels(
-        self, session_id: str, labels: Sequence[NewLabel], *, owner: str | None, posted: datetime
-    ) -> tuple[int, int] | None:
+        self,
+        session_id: str,
+        labels: Sequence[NewLabel],
+        *,
+        owner: str | None,
+        posted: datetime,
+        key: str | None = None,
+        fingerprint: str = "",
+    ) -> IdempotentAnswer | None:
         """Append labels to the history and make them the latest, all or nothing.
+
+        With an idempotency ``key``, the key and the answer are stored in the same
+        transaction; if the key is already there, nothing is stored and its
+        earlier answer is returned (marked ``replayed``).
 
         Returns
         -------
-        tuple of int or None
+        IdempotentAnswer or None
             Labels stored and distinct spectra now labelled; None if the session
             no longer exists (nothing is stored then).
+
+        Raises
+        ------
+        IdempotencyKeyReusedError
+            Raised if ``key`` was used on the session by ``owner`` with another ``fingerprint``.
         """
         with self._bulk_lock, transaction(self._bulk) as db:
             if db.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone() is None:
                 return None
+            if key is not None:
+                earlier = self._answer(db, session_id, owner, key, fingerprint)
+                if earlier is not None:
+                    return earlier
             self._insert_labels(db, session_id, labels, owner=owner, posted=posted)
             total = db.execute("SELECT COUNT(*) FROM current_labels WHERE session_id = ?", (session_id,)).fetchone()
-            return len(labels), int(total[0])
+            answer = IdempotentAnswer(accepted=len(labels), labelled=int(total[0]))
+            if key is not None:
+                db.execute(
+                    "INSERT INTO idempotency_keys (session_id, owner, key, fingerprint, accepted, labelled, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        session_id, _ANONYMOUS if owner is None else owner, key, fingerprint, answer.accepted,
+                        answer.labelled, posted.timestamp(),
+                    ),
+                )  # fmt: skip
+            return answer
+
+    def idempotent_answer(
+        self, session_id: str, owner: str | None, key: str, fingerprint: str
+    ) -> IdempotentAnswer | None:
+        """The stored answer of the owner's post with that key (``replayed``), or None if the key is new.
+
+        Raises
+        ------
+        IdempotencyKeyReusedError
+            Raised if the key was stored with another ``fingerprint``.
+        """
+        return self._answer(self._db, session_id, owner, key, fingerprint)
+
+    def set_next_job(self, session_id: str, owner: str | None, key: str, job_id: str) -> None:
+        """Add the iteration job a keyed post started to its stored answer (known only after the labels are)."""
+        with transaction(self._db) as db:
+            db.execute(
+                "UPDATE idempotency_keys SET next_job_id = ? WHERE session_id = ? AND owner = ? AND key = ?",
+                (job_id, session_id, _ANONYMOUS if owner is None else owner, key),
+            )
+
+    @staticmethod
+    def _answer(db: Any, session_id: str, owner: str | None, key: str, fingerprint: str) -> IdempotentAnswer | None:
+        row = db.execute(
+            "SELECT fingerprint, accepted, labelled, next_job_id FROM idempotency_keys"
+            " WHERE session_id = ? AND owner = ? AND key = ?",
+            (session_id, _ANONYMOUS if owner is None else owner, key),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[0] != fingerprint:
+            raise _reused(key)
+        return IdempotentAnswer(accepted=int(row[1]), labelled=int(row[2]), next_job_id=row[3], replayed=True)
 
     @staticmethod
     def _insert_labels(
@@ -227,7 +341,7 @@ class SessionStore:
     def delete_session(self, session_id: str) -> None:
         """Forget a session: its record, iterations and labels (its jobs are the job store's)."""
         with self._bulk_lock, transaction(self._bulk) as db:
-            for table in ("labels", "current_labels", "members", "iterations", "sessions"):
+            for table in ("labels", "current_labels", "members", "iterations", "idempotency_keys", "sessions"):
                 db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
 
     # -- sessions (event loop) ---------------------------------------------------------------
