@@ -9,7 +9,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 __all__ = ["main"]
 
-EXIT_OK = 0
 EXIT_USAGE = 2
 """Bad command line or settings (argparse uses 2 as well)."""
 
@@ -23,7 +22,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line parser."""
-    from vocloud.client import ingest
+    from vocloud.client import ingest, jobs_cli, label_cli, session_cli, vo_cli
     from vocloud.server import cli as server_cli
 
     parser = argparse.ArgumentParser(
@@ -34,22 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     server_cli.register(commands)
     ingest.register(commands)
-    # TEMPORARY while issue 5's modules are written in parallel: register those that exist.
-    import importlib
-
-    for name in ("jobs_cli", "session_cli", "vo_cli", "label_cli"):
-        try:
-            module = importlib.import_module(f"vocloud.client.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"vocloud.client.{name}":
-                raise
-            continue
-        module.register(commands)
+    jobs_cli.register(commands)
+    session_cli.register(commands)
+    vo_cli.register(commands)
+    label_cli.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    from vocloud.client.errors import EXIT_INTERRUPTED
     from vocloud.server.settings import SettingsError
 
     args = build_parser().parse_args(argv)
@@ -59,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vocloud: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return EXIT_OK
+        print("vocloud: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return code
 
 

@@ -14,6 +14,8 @@ code   constant               meaning
                               the request (4xx/5xx with its own message)
 3      `EXIT_UNREACHABLE`     no connection to the server (refused, DNS, TLS)
 4      `EXIT_TIMEOUT`         the client-side time limit passed first
+130    `EXIT_INTERRUPTED`     interrupted by Ctrl-C (128 + SIGINT, as shells
+                              report it); labels given so far are journalled
 =====  =====================  ==================================================
 
 Each exception carries its exit code as ``exit_code``, so a command maps any
@@ -32,6 +34,7 @@ import requests
 from lxml import etree
 
 __all__ = [
+    "EXIT_INTERRUPTED",
     "EXIT_JOB_FAILED",
     "EXIT_OK",
     "EXIT_TIMEOUT",
@@ -60,6 +63,9 @@ EXIT_UNREACHABLE = 3
 
 EXIT_TIMEOUT = 4
 """The client-side time limit passed before the job or iteration ended; it may still be running."""
+
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (128 + SIGINT): a script sees the command did not finish, as it would for any interrupted program."""
 
 _MAX_TEXT = 500
 """Characters of a plain-text error body kept in a message: enough for a sentence, never a whole page."""

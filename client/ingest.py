@@ -3,12 +3,16 @@
 Files are uploaded (one ``file`` part each); directories are packed into one
 tar bundle in a temporary file, so nothing is held in memory; URLs are handed
 to the server, which fetches them. The job's report decides the exit status.
+
+Exit status: the client's shared codes (`vocloud.client.errors`), through the
+same error handling as every other command (`vocloud.client.jobs_cli.guarded`):
+0 every source archived (or already there), 1 some source failed or the job
+ended in ERROR, 2 bad arguments or a refusal, 3 server unreachable, 4 timeout.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tarfile
 import tempfile
@@ -19,22 +23,16 @@ from typing import IO
 
 from lxml import etree
 
-from .uws import JobFailedError, Upload, UWSClient, UWSError
+from .errors import EXIT_JOB_FAILED, EXIT_OK, VocloudError
+from .jobs_cli import DEFAULT_SERVER, add_connection_arguments, client_from_args, guarded, server_url
+from .uws import Upload
 
-__all__ = ["DEFAULT_SERVER", "register", "server_url"]
+__all__ = ["DEFAULT_SERVER", "EXIT_SOME_FAILED", "register", "server_url"]
 
-DEFAULT_SERVER = "http://127.0.0.1:8080"
+EXIT_SOME_FAILED = EXIT_JOB_FAILED
+"""Every source was reported, but at least one could not be archived: the job did not do all it was asked."""
 
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-"""Every source was reported, but at least one could not be archived."""
-EXIT_ERROR = 2
-"""Bad arguments, an unreachable server, or a job that did not complete."""
-
-
-def server_url(given: str | None) -> str:
-    """The server to talk to: ``--server``, else ``VOCLOUD_URL``, else the local default."""
-    return (given or os.environ.get("VOCLOUD_URL") or DEFAULT_SERVER).rstrip("/")
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -43,12 +41,13 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "ingest",
         help="add spectra files, directories or URLs to a server's archive",
         description="Upload spectrum files and directories (recursively) and hand http(s) URLs to the"
-        " server's 'ingest' job; prints the per-source report. Exit status 0 when every source was"
-        " archived (or already was), 1 when some failed, 2 on errors.",
+        " server's 'ingest' job; prints the per-source report. Exit status: 0 every source archived (or"
+        " already there), 1 some failed (or the job did), 2 bad arguments or refused by the server,"
+        " 3 server unreachable, 4 timeout.",
     )
     ingest.add_argument("sources", nargs="+", metavar="PATH_OR_URL", help="files, directories or http(s) URLs")
-    ingest.add_argument("--server", help=f"server URL (default: $VOCLOUD_URL or {DEFAULT_SERVER})")
     ingest.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the job (default 3600)")
+    add_connection_arguments(ingest, json_output=False)
     ingest.set_defaults(func=run)
 
 
@@ -71,30 +70,31 @@ def _uploads(paths: Sequence[Path]) -> Iterator[list[Upload]]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns the exit status."""
+    return guarded("ingest", lambda: _ingest(args))
+
+
+def _ingest(args: argparse.Namespace) -> int:
     urls = [s for s in args.sources if s.startswith(("http://", "https://"))]
     paths = [Path(s) for s in args.sources if s not in urls]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        print(f"vocloud ingest: no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_ERROR
+        msg = f"no such file or directory: {', '.join(missing)}"
+        raise VocloudError(msg)
     if sum(p.is_dir() for p in paths) > 1:
-        print("vocloud ingest: give at most one directory per call", file=sys.stderr)
-        return EXIT_ERROR
-    client = UWSClient()
-    base = server_url(args.server)
-    try:
+        msg = "give at most one directory per call"
+        raise VocloudError(msg)
+    with client_from_args(args) as client:
         with _uploads(paths) as uploads:
-            job = client.create(f"{base}/jobs/ingest", [("url", u) for u in urls], files=uploads, run=True)
+            job = client.uws.create(client.job_list_url("ingest"), [("url", u) for u in urls], files=uploads, run=True)
         print(f"ingest job {job}", file=sys.stderr)
-        summary = client.wait(job, timeout=args.timeout)
-        report = client.result(summary)
-    except JobFailedError as e:
-        print(f"vocloud ingest: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except (UWSError, TimeoutError, OSError) as e:
-        print(f"vocloud ingest: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    rows = [[td.text or "" for td in tr.iterfind("{*}TD")] for tr in etree.fromstring(report).iter("{*}TR")]
+        summary = client.uws.wait(job, timeout=args.timeout)
+        report = client.uws.result(summary)
+    try:
+        document = etree.fromstring(report, _PARSER)
+    except etree.XMLSyntaxError as e:
+        msg = f"the ingest report of {job} is not a VOTable: {e}"
+        raise VocloudError(msg, url=job) from e
+    rows = [[td.text or "" for td in tr.iterfind("{*}TD")] for tr in document.iter("{*}TR")]
     for source, status, did, message in rows:
         print(f"{status}\t{did or '-'}\t{source}" + (f"\t{message}" if message else ""))
     counts = {s: sum(1 for r in rows if r[1] == s) for s in ("added", "duplicate", "failed")}

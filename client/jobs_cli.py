@@ -25,26 +25,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import EXIT_JOB_FAILED, EXIT_OK, AuthenticationError, VocloudError, exit_code_for
-from .ingest import DEFAULT_SERVER, server_url
 
 if TYPE_CHECKING:
     from .service import JobKindInfo, VocloudClient
     from .uws import JobSummary
 
 __all__ = [
+    "DEFAULT_SERVER",
     "DEFAULT_WAIT_TIMEOUT_S",
     "add_connection_arguments",
     "client_from_args",
     "guarded",
     "print_json",
     "register",
+    "server_url",
 ]
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+"""The server of ``vocloud serve`` with its defaults, when neither ``--server`` nor ``VOCLOUD_URL`` names one."""
 
 DEFAULT_WAIT_TIMEOUT_S = 3600.0
 """Default ``--timeout`` of commands that wait: long enough for real jobs, short of hanging a script forever."""
 
 
 # -- shared by the client's commands ----------------------------------------------------------
+
+
+def server_url(given: str | None) -> str:
+    """The server to talk to: ``--server``, else ``VOCLOUD_URL``, else `DEFAULT_SERVER`."""
+    return (given or os.environ.get("VOCLOUD_URL") or DEFAULT_SERVER).rstrip("/")
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser, *, json_output: bool = True) -> None:

@@ -14,17 +14,20 @@ expert labels part of a table at a time.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
-import numpy as np
 import requests
-from astropy.io.votable import parse
-from astropy.table import Table
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 __all__ = ["CSV_COLUMNS", "LabelError", "LabelRecord", "from_csv", "from_table", "from_votable", "to_csv"]
 
@@ -137,10 +140,12 @@ def from_votable(
     http: requests.Session | None = None,
     timeout: float = 60.0,
 ) -> list[LabelRecord]:
-    """Labels from the first table of a VOTable edited in TOPCAT: a file, its bytes, or an http(s) URL.
+    """Labels from the first table of a VOTable edited in TOPCAT: a file, its bytes, or an http(s) or file URL.
 
-    A URL is what TOPCAT broadcasts with ``table.load.votable``; it is fetched
-    with ``http`` (a fresh session by default). See `from_table` for the rest.
+    A URL is what TOPCAT broadcasts with ``table.load.votable`` (``http://``
+    from its own server, or ``file://`` for a table it holds as a local file);
+    an http(s) one is fetched with ``http`` (a fresh session by default). See
+    `from_table` for the rest.
 
     Raises
     ------
@@ -148,15 +153,24 @@ def from_votable(
         Raised if the document is not a VOTable with a table, or as `from_table` says.
     requests.RequestException
         Raised if a URL cannot be fetched.
+    OSError
+        Raised if a file cannot be read.
     """
     if isinstance(source, str) and source.startswith(("http://", "https://")):
-        response = (http or requests.Session()).get(source, timeout=timeout)
-        response.raise_for_status()
-        data = response.content
+        with contextlib.ExitStack() as stack:
+            session = http or stack.enter_context(requests.Session())
+            response = session.get(source, timeout=timeout)
+            response.raise_for_status()
+            data = response.content
     elif isinstance(source, bytes):
         data = source
+    elif isinstance(source, str) and source.startswith("file:"):
+        data = Path(url2pathname(unquote(urlsplit(source).path))).read_bytes()
     else:
         data = Path(source).read_bytes()
+    # Imported here: astropy takes most of a second, which `vocloud --help` (through the journal) should not pay.
+    from astropy.io.votable import parse  # noqa: PLC0415
+
     try:
         # TOPCAT writes valid VOTables, but other tools do not: read what can be read.
         document = parse(io.BytesIO(data), verify="ignore")
@@ -178,6 +192,8 @@ def _column(table: Table, name: str) -> Any:
 
 def _cells(column: Any) -> list[str | None]:
     """A column's cells as stripped text, None where masked or empty."""
+    import numpy as np  # noqa: PLC0415 - see from_votable
+
     mask = np.ma.getmaskarray(column).tolist()
     values = np.ma.getdata(column).tolist()
     cells: list[str | None] = []

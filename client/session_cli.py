@@ -1,7 +1,8 @@
 """``vocloud session``: start an active-learning session and follow it (state, labels, iterations, metrics).
 
-``start`` prints the new session's URL on stdout (so ``session=$(vocloud
-session start ...)`` works; every command takes a session's URL or its id),
+``start`` prints the new session's id on stdout (so ``session=$(vocloud
+session start ...)`` works; every command takes a session's id or its URL,
+and the server's ids never start with ``-``, which would read as an option),
 and ``status`` shows what an expert needs to decide what to do next: the
 state, the label counts, each iteration's metrics and which stopping criteria
 hold. ``wait`` blocks until an iteration ends (on its UWS job, with blocking
@@ -65,7 +66,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     start = sub.add_parser(
         "start",
         help="start a session",
-        description="Start a session and its first iteration; prints the session URL. Every parameter the"
+        description="Start a session and its first iteration; prints the session id. Every parameter the"
         " server takes can also be given as -s NAME=VALUE (e.g. -s n_points=400 for the preprocessing).",
     )
     start.add_argument("--classes", required=True, metavar="A,B,...", help="class names, comma-separated (2-50)")
@@ -189,8 +190,7 @@ def _start(args: argparse.Namespace) -> int:
         elif args.wait:
             print(format_status(document))
         else:
-            # The URL, not the bare id: an id may begin with "-", which a later command line would take for an option.
-            print(document["url"])
+            print(document["id"])
         return EXIT_OK
 
     return guarded("session start", action)

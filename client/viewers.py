@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,6 +42,7 @@ from .samp import (
     SampClient,
     SampError,
     SampReply,
+    SampReplyError,
     spectrum_meta,
 )
 
@@ -62,6 +64,10 @@ CUTOUT_SPECTRAL_COLUMN = "WAVELENGTH"
 CUTOUT_FLUX_COLUMN = "FLUX"
 CUTOUT_SPECTRAL_UNIT = "Angstrom"
 """The columns of vocloud's SODA cutouts (a FITS binary table, see ``vocloud.server.cutout``), named to SPLAT."""
+
+_SETTLE_S = 3.0
+"""Seconds after a table load during which a refused highlight is tried again (TOPCAT needs well under one)."""
+_SETTLE_PAUSE_S = 0.2
 
 _SPECTRAL_UCD = "em.wl"
 _FLUX_UCD = "phot.flux.density"
@@ -154,6 +160,7 @@ class CandidateViewer:
         self.name = name or table_id
         self._results: _Results | None = None
         self._holders: set[str] | None = None
+        self._loaded_at: float | None = None
         """Client ids that loaded the table through `load_table`; None when it was not sent (then: every one)."""
         self._spectra: dict[str, tuple[str, str | None, bool]] = {}
         """Publisher DID → (URL, media type, whether it is vocloud's cutout): DataLink asked once per spectrum."""
@@ -178,9 +185,10 @@ class CandidateViewer:
             return {}
         replies = self.samp.send_table(self.candidates_url, table_id=self.table_id, name=self.name)
         self._holders = {client_id for client_id, reply in replies.items() if reply.ok}
+        self._loaded_at = time.monotonic()
         return replies
 
-    def show(self, row: Any, index: int) -> Shown:
+    def show(self, row: Any, index: int, *, highlight: bool = True) -> Shown:
         """Bring one candidate up: its spectrum to spectrum viewers, its position to sky viewers, its row highlighted.
 
         Parameters
@@ -190,6 +198,10 @@ class CandidateViewer:
             table's columns: ``id``, ``ra``, ``dec``, ``target``, ``access_url``).
         index
             Its 0-based row number in the table at ``candidates_url``.
+        highlight
+            Whether to highlight the row in the table viewers. False when a
+            table viewer (TOPCAT) highlighted it itself: sending it back would
+            only echo, and a viewer that broadcasts what it is sent would loop.
         """
         shown = Shown()
         if self.samp is None or not self._active:
@@ -218,17 +230,36 @@ class CandidateViewer:
             self._send(shown, MTYPE_POINT_AT_SKY, partial(samp.point_at, ra, dec))
         # Once the table was sent, only to the tools that loaded it: the others (Aladin) answer
         # every highlight of a table they do not hold with an error.
-        targets: list[str | None] = [None]
-        if self._holders is not None:
+        targets: list[str | None] = [None] if highlight else []
+        if highlight and self._holders is not None:
             try:
                 targets = [*sorted(self._holders & set(samp.clients(MTYPE_HIGHLIGHT_ROW)))]
             except SampError as e:
                 shown.failed[MTYPE_HIGHLIGHT_ROW] = str(e)
                 targets = []
         for to in targets:
-            highlight = partial(samp.highlight_row, self.table_id, self.candidates_url, index, to=to)
-            self._send(shown, MTYPE_HIGHLIGHT_ROW, highlight)
+            send = partial(samp.highlight_row, self.table_id, self.candidates_url, index, to=to)
+            self._send(shown, MTYPE_HIGHLIGHT_ROW, self._settled(send))
         return shown
+
+    def _settled(self, send: Callable[[], Mapping[str, SampReply]]) -> Callable[[], Mapping[str, SampReply]]:
+        """``send``, tried again for a moment after the table was loaded.
+
+        TOPCAT answers ``samp.ok`` to a table load before it lists the table,
+        and refuses a highlight of it in between ("No table with table-id"):
+        the first candidate, shown at once, would never be highlighted.
+        """
+
+        def attempt() -> Mapping[str, SampReply]:
+            while True:
+                try:
+                    return send()
+                except SampReplyError:
+                    if self._loaded_at is None or time.monotonic() - self._loaded_at > _SETTLE_S:
+                        raise
+                    time.sleep(_SETTLE_PAUSE_S)
+
+        return attempt
 
     @staticmethod
     def _send(shown: Shown, mtype: str, send: Callable[[], Mapping[str, SampReply]]) -> None:

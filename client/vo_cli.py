@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import EXIT_OK, VocloudError, exit_code_for
-from .ingest import DEFAULT_SERVER, server_url
+from .jobs_cli import DEFAULT_SERVER, server_url
 
 if TYPE_CHECKING:
     from astropy.table import Table

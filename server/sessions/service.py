@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from ..ml.iteration import IterationInput, IterationOutcome, IterationRecord, Se
 from ..ml.precision import PrecisionEstimate, precision_estimate, stopping_reasons
 from ..uws.models import JobRecord
 from ..uws.phases import TERMINAL_PHASES, ExecutionPhase
-from ..uws.service import JobService, Upload
+from ..uws.service import JobService, Upload, new_id
 from .labels_input import IDEMPOTENCY_HEADER, collapse, describe, fingerprint
 from .models import (
     IterationRow,
@@ -284,7 +283,7 @@ class SessionService:
             msg = f"labels refused, no session was created: {e.message}"
             raise UsageError(msg) from e
         record = SessionRecord(
-            session_id=secrets.token_urlsafe(12),
+            session_id=new_id(),
             owner=owner,
             title=request.title,
             created=_now(),

@@ -32,7 +32,25 @@ from .models import ErrorInfo, JobRecord, ParameterValue, Progress, ResultFile
 from .phases import ACTIVE_PHASES, TERMINAL_PHASES, ExecutionPhase, check_transition
 from .store import JobStore
 
-__all__ = ["JobLimits", "JobListener", "JobService", "Upload"]
+__all__ = ["ID_BYTES", "JobLimits", "JobListener", "JobService", "Upload", "new_id"]
+
+ID_BYTES = 12
+"""Random bytes in a job or session id: 96 bits, 16 URL-safe characters, never guessed by another user."""
+
+
+def new_id() -> str:
+    """A new random id for a job or a session: URL-safe, and starting with a letter or a digit.
+
+    `secrets.token_urlsafe` also draws ``-`` and ``_``; an id starting with
+    ``-`` is taken for an option by command lines (argparse, getopt), so
+    ``vocloud label ID`` would fail for one id in 32. Drawing again keeps every
+    id equally likely among the allowed ones, at the same length.
+    """
+    while True:
+        candidate = secrets.token_urlsafe(ID_BYTES)
+        if candidate[0] not in "-_":
+            return candidate
+
 
 _log = logging.getLogger(__name__)
 
@@ -337,7 +355,7 @@ class JobService:
             self._check_required(kind, values)
         now = _now()
         job = JobRecord(
-            job_id=secrets.token_urlsafe(12),
+            job_id=new_id(),
             kind=kind.name,
             owner=owner,
             phase=ExecutionPhase.PENDING,

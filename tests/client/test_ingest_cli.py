@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.live_server import REPO_ROOT, running_server, server_environment
+from tests.support.live_server import REPO_ROOT, free_port, running_server, server_environment
+from vocloud.client.errors import EXIT_JOB_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
 from vocloud.server.spectra.demo import generate_demo_archive
 
 
@@ -47,16 +48,16 @@ def test_a_bad_file_gives_exit_status_1(server, tmp_path: Path):
     bad = tmp_path / "broken.fits"
     bad.write_bytes(b"SIMPLE  = T\ngarbage")
     result = _vocloud(str(bad), server=server.base_url)
-    assert result.returncode == 1
+    assert result.returncode == EXIT_JOB_FAILED
     assert result.stdout.startswith("failed\t")
 
 
-def test_missing_path_and_unreachable_server_give_exit_status_2(tmp_path: Path):
+def test_a_missing_path_exits_2_and_an_unreachable_server_3_without_a_traceback(tmp_path: Path):
     result = _vocloud(str(tmp_path / "nothing.fits"), server="http://127.0.0.1:9")
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert "no such file" in result.stderr
     real = tmp_path / "x.fits"
     real.write_bytes(b"x")
-    result = _vocloud(str(real), server="http://127.0.0.1:9")
-    assert result.returncode == 2
-    assert "vocloud ingest:" in result.stderr
+    result = _vocloud(str(real), server=f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == EXIT_UNREACHABLE, result.stderr
+    assert result.stderr.startswith("vocloud ingest: Cannot reach") and "Traceback" not in result.stderr

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +21,17 @@ import pytest
 from aiohttp.test_utils import unused_port
 from astropy.io.votable import parse_single_table
 
-from tests.client.test_uws_client import serve_app, vocloud_app
+from tests.support.app_thread import Run, serve_app, vocloud_app
 from tests.support.live_server import REPO_ROOT, server_environment, vocloud_command
 from vocloud.client.cli import main
-from vocloud.client.errors import EXIT_JOB_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE
+from vocloud.client.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
 from vocloud.client.progress import ProgressBar, human_bytes
 from vocloud.server.auth import UserFile
 
@@ -40,20 +50,6 @@ def basic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     UserFile(data / "users.json").add("alice", PASSWORD)
     with serve_app(vocloud_app(data, auth="basic")) as base:
         yield base
-
-
-class Run:
-    """Run ``vocloud`` commands in-process; returns (exit code, stdout, stderr)."""
-
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        self.capsys = capsys
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        code = main(list(args))
-        out, err = self.capsys.readouterr()
-        assert "Traceback" not in err
-        return code, out, err
 
 
 @pytest.fixture
@@ -210,6 +206,41 @@ def test_unreachable_server_exits_3_without_a_traceback() -> None:
     assert process.stderr.startswith("vocloud jobs list: Cannot reach")
     assert "Traceback" not in process.stderr
     assert len(process.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_exits_130_in_one_line() -> None:
+    """SIGINT while a command waits on a server that never answers: status 130 (128 + SIGINT), no traceback."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections are accepted by the kernel and never answered
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        process = subprocess.Popen(
+            [*vocloud_command(), "jobs", "list", "--server", url], cwd=REPO_ROOT, env=server_environment(),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            connection, _ = silent.accept()  # the command is in its request now
+            with connection:
+                process.send_signal(signal.SIGINT)
+                _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == EXIT_INTERRUPTED, err
+    assert err.strip() == "vocloud: interrupted"
+
+
+def test_the_top_level_help_imports_neither_astropy_nor_pyvo() -> None:
+    """``vocloud --help`` builds every command's parser: the heavy libraries wait until a command needs them."""
+    probe = (
+        "import sys; from vocloud.client.cli import build_parser; build_parser().format_help();"
+        " print(sorted(m for m in ('astropy', 'pyvo', 'numpy', 'torch') if m in sys.modules))"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=True
+    )
+    assert process.stdout.strip() == "[]", process.stdout
 
 
 def test_progress_bar_draws_only_when_asked() -> None:

@@ -9,7 +9,6 @@ by the fake runner), and check the server's label history has every label once.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import signal
 import subprocess
@@ -22,12 +21,18 @@ import pytest
 import requests
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from astropy.io.votable import parse
 
-from tests.server.sessions.support import DEMO_COUNT, create_session, default_form, path_of, wait_iteration
+from tests.server.sessions.support import DEMO_COUNT
 from tests.support.fake_iteration import FakeIterationExecutor
 from tests.support.kinds import ALL
-from tests.support.live_server import vocloud_command
+from tests.support.labelling import (
+    client_environment,
+    label_command,
+    label_history,
+    labelled_session,
+    read_until,
+    run_to_end,
+)
 from vocloud.client.errors import ServerUnreachableError, VocloudError
 from vocloud.client.journal import BatchState, Journal, journal_path, session_url
 from vocloud.client.labels import LabelRecord
@@ -208,63 +213,6 @@ def start_server(
         return await aiohttp_client(app)
 
     return factory
-
-
-async def labelled_session(server: TestClient[Any, Any], **form: Any) -> tuple[str, str, list[str]]:
-    """A session with a completed first iteration: (base URL, session id, its oracle batch in order)."""
-    path = await create_session(server, default_form(**form))
-    document = await wait_iteration(server, path, 1)
-    oracle = await server.get(path_of(document["iterations"][0]["results"]["oracle"]))
-    table = parse(io.BytesIO(await oracle.read())).get_first_table().array
-    return str(server.make_url("")).rstrip("/"), path.rsplit("/", 1)[-1], [str(d) for d in table["id"]]
-
-
-async def label_history(server: TestClient[Any, Any], session_id: str) -> list[tuple[str, str]]:
-    """The server's label history as (id, label) in posting order."""
-    response = await server.get(f"/sessions/{session_id}/labels")
-    assert response.status == 200
-    table = parse(io.BytesIO(await response.read())).get_first_table().array
-    return list(zip(table["id"].tolist(), table["label"].tolist(), strict=True))
-
-
-def label_command(base: str, session_id: str, *extra: str, samp: bool = False) -> list[str]:
-    """``vocloud label SESSION`` against ``base``, with ``--no-samp`` unless ``samp``."""
-    return [*vocloud_command(), "label", session_id, "--server", base, *([] if samp else ["--no-samp"]), *extra]
-
-
-def client_environment(journal_file: Path) -> dict[str, str]:
-    """The test's environment with the journal in a temporary file and no SAMP hub or proxy in the way."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOCLOUD_", "SAMP_"))}
-    env["VOCLOUD_JOURNAL"] = str(journal_file)
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    return env
-
-
-async def read_until(process: asyncio.subprocess.Process, marker: str, count: int, *, timeout: float = 60) -> str:
-    """Read the process's output until ``marker`` was seen ``count`` times; returns what was read."""
-    assert process.stdout is not None
-    seen = ""
-    async with asyncio.timeout(timeout):
-        while seen.count(marker) < count:
-            line = await process.stdout.readline()
-            assert line, f"the client ended before {count} x {marker!r}: {seen}"
-            seen += line.decode()
-    return seen
-
-
-async def run_to_end(command: list[str], env: dict[str, str], keys: str) -> tuple[int, str]:
-    """Run a client with ``keys`` on its standard input; its status and output."""
-    process = await asyncio.create_subprocess_exec(
-        *command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        async with asyncio.timeout(60):
-            output, _ = await process.communicate(keys.encode())
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    return process.returncode or 0, output.decode()
 
 
 async def test_a_client_killed_after_journalling_delivers_every_label_once_when_restarted(start_server, tmp_path):

@@ -237,3 +237,34 @@ def test_flush_reports_are_shown_to_the_expert(journal: Journal) -> None:
     result = labeller.run()
     assert isinstance(result.reports[-1], FlushReport) and result.reports[-1].refused
     assert "the server refused 1 label(s): 1 id ('ivo://demo?0') not spectra" in out.getvalue()
+
+
+def test_a_pipe_is_read_by_line_with_a_timeout() -> None:
+    """Nothing to read yet is None after the timeout; half a line waits for its end; the pipe's end quits."""
+    read, write = os.pipe()
+    try:
+        with os.fdopen(read, "r", closefd=False) as stream, KeyReader(stream) as reader:
+            assert reader.read(timeout=0.05) is None
+            os.write(write, b"2 and")
+            assert reader.read(timeout=0.05) is None
+            os.write(write, b" more\nS\n")
+            assert [reader.read(timeout=1), reader.read(timeout=1)] == ["2", "s"]
+            os.close(write)
+            write = -1
+            assert reader.read(timeout=1) == "q"
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
+
+
+def test_a_terminal_key_can_be_waited_for_with_a_timeout() -> None:
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(slave, "r", closefd=False) as stream, KeyReader(stream) as reader:
+            assert reader.read(timeout=0.05) is None
+            os.write(master, b"3")
+            assert reader.read(timeout=1) == "3"
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -7,26 +7,25 @@ The real peers (TOPCAT, Aladin, jsamp) are in tests/conformance/test_samp_peers.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import queue
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import numpy as np
 import pytest
 import requests
 from astropy.io import fits
 from astropy.table import Table
 from pyvo import samp as pyvo_samp
 
+from tests.support.candidates import write_candidates_table
 from tests.support.live_server import LiveServer, running_server
+from vocloud.client import viewers
 from vocloud.client.samp import (
     MTYPE_HIGHLIGHT_ROW,
     MTYPE_POINT_AT_SKY,
@@ -50,8 +49,6 @@ from vocloud.client.viewers import CUTOUT_FLUX_COLUMN, CUTOUT_SPECTRAL_COLUMN, C
 
 WAIT_S = 10.0
 """Longest wait for a message to arrive; they take milliseconds."""
-
-CLASSES = ("absorption", "emission", "double-peak")
 
 
 # --- a peer of our own ------------------------------------------------------------------------------------------
@@ -417,58 +414,6 @@ def test_sending_without_a_hub_says_so():
 # --- CandidateViewer against a live server ------------------------------------------------------------------------
 
 
-def write_candidates_table(base_url: str, path: Path, *, count: int = 5, http: requests.Session | None = None) -> Table:
-    """A candidates VOTable written by the server's own writer for ``count`` spectra of a live server; returns its rows.
-
-    The positions, targets and DIDs are the archive's (from its SSA service), so the
-    table's DataLink descriptor leads to real DataLink documents and SODA cutouts.
-    """
-    import pyvo
-
-    from vocloud.server.ml.active_learning import IterationResult
-    from vocloud.server.ml.bcnn import Predictions
-    from vocloud.server.ml.candidates import SpectraMeta, candidates_document, write_candidates
-    from vocloud.server.ml.iteration import SessionSettings
-
-    with contextlib.ExitStack() as stack:
-        session = http or stack.enter_context(requests.Session())
-        # The archive holds more than ``count`` spectra, which SSA reports as an overflow: expected.
-        stack.enter_context(warnings.catch_warnings())
-        warnings.simplefilter("ignore", pyvo.dal.exceptions.DALOverflowWarning)
-        found = pyvo.dal.SSAService(f"{base_url}/ssa", session=session).search(maxrec=count)
-        rows = found.to_table()[:count]
-    n = len(rows)
-    location = np.asarray(rows["ssa_location"], dtype=float).reshape(n, 2)
-    meta = SpectraMeta(
-        ids=[str(v) for v in rows["ssa_pubDID"]],
-        ra=location[:, 0],
-        dec=location[:, 1],
-        target=[str(v) for v in rows["ssa_targname"]],
-    )
-    rng = np.random.default_rng(5)
-    mean = rng.dirichlet(np.ones(len(CLASSES)), size=n).astype(np.float32)
-    entropy = -(mean * np.log(mean)).sum(axis=1).astype(np.float32)
-    predictions = Predictions(
-        mean=mean, predicted=mean.argmax(axis=1), entropy=entropy, bald=entropy / 2,
-        variation_ratio=np.full(n, 0.5, dtype=np.float32), embedding=np.zeros((n, 4), dtype=np.float32), samples=20,
-    )  # fmt: skip
-    result = IterationResult(
-        predictions=predictions, model=None, oracle=np.arange(n, dtype=np.int64)[: n - 1],
-        precision_sample=np.arange(n, dtype=np.int64)[n - 1 :], projection=rng.normal(size=(n, 2)),
-        val_accuracy=None, val_macro_f1=None, mean_bald=None, mean_entropy=None, epochs=1,
-    )  # fmt: skip
-    settings = SessionSettings(classes=CLASSES, positive_class="emission")
-    document = candidates_document(
-        settings, session_id="s1", iteration=1, public_url=base_url, description="Candidates of a SAMP test"
-    )
-    body = write_candidates(
-        document, np.arange(n, dtype=np.int64), ranks={i: i + 1 for i in range(n)}, result=result, meta=meta,
-        settings=settings, public_url=base_url,
-    )  # fmt: skip
-    path.write_bytes(body)
-    return Table.read(path, format="votable")
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Path, Table]]:
     """A live server with its demo archive, and a candidates table of five of its spectra (a file)."""
@@ -526,6 +471,37 @@ def test_the_viewer_sends_the_cutout_the_position_and_the_highlight(
     assert aladin.next() == (MTYPE_POINT_AT_SKY, {"ra": repr(float(row["ra"])), "dec": repr(float(row["dec"]))})
     assert topcat.next() == (MTYPE_HIGHLIGHT_ROW, {"table-id": "cands", "url": url, "row": "2"})
     assert aladin.messages.empty()
+
+    # A row TOPCAT highlighted itself goes to the other tools, and is not highlighted back to it.
+    shown = viewer.show(table[3], 3, highlight=False)
+    assert shown.sent == {MTYPE_SPECTRUM_LOAD: ["splat"], MTYPE_POINT_AT_SKY: ["Aladin"]}
+    assert aladin.next()[1]["dec"] == repr(float(table[3]["dec"]))
+    assert topcat.messages.empty()
+
+
+def test_a_highlight_refused_just_after_the_table_load_is_tried_again(
+    samp: SampClient, peer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """TOPCAT answers a load before it lists the table: a highlight refused in that moment is sent again."""
+    path = tmp_path / "t.vot"
+    Table({"id": ["a", "b"]}).write(path, format="votable")
+    topcat = peer("topcat", MTYPE_TABLE_LOAD, MTYPE_HIGHLIGHT_ROW)
+    viewer = CandidateViewer(samp, path.as_uri(), "t", band=None)
+    viewer.load_table()
+    topcat.status = "samp.error"
+    listed = threading.Timer(0.5, lambda: setattr(topcat, "status", "samp.ok"))
+    listed.start()
+    try:
+        shown = viewer.show(Table.read(path)[1], 1)
+    finally:
+        listed.cancel()
+    assert shown.sent.get(MTYPE_HIGHLIGHT_ROW) == ["topcat"], shown
+    highlights = [params["row"] for mtype, params, _ in list(topcat.messages.queue) if mtype == MTYPE_HIGHLIGHT_ROW]
+    assert len(highlights) >= 2 and set(highlights) == {"1"}
+
+    monkeypatch.setattr(viewers, "_SETTLE_S", 0.0)  # long after the load, a refusal is the answer
+    topcat.status = "samp.error"
+    assert MTYPE_HIGHLIGHT_ROW in viewer.show(Table.read(path)[0], 0).failed
 
 
 def test_the_viewer_without_a_band_or_a_hub(

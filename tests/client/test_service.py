@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import unused_port
 
-from tests.client.test_uws_client import count_requests, serve_app, vocloud_app
+from tests.support.app_thread import count_requests, serve_app, vocloud_app
 from tests.support.fake_iteration import (
     FAIL_EPOCHS,
     FAIL_MESSAGE,

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.test_jobs_cli import Run
-from tests.client.test_uws_client import serve_app, vocloud_app
+from tests.support.app_thread import Run, serve_app, vocloud_app
 from tests.support.fake_iteration import FAIL_EPOCHS, FAIL_MESSAGE, HOLD_EPOCHS, FakeIterationExecutor
 from vocloud.client.errors import EXIT_JOB_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from vocloud.client.labels import LabelRecord
@@ -62,8 +61,8 @@ def test_start_wait_and_status(vocloud: Run, server: str, client: VocloudClient,
     assert code == EXIT_OK, err
     session = out.strip()
     document = client.session(session)
-    assert session == document["url"]
-    assert f"session {session} started" in err
+    assert session == document["id"] and session[0].isalnum()
+    assert f"session {document['url']} started" in err
     settings = document["settings"]
     assert (settings["positive_class"], settings["strategy"], settings["batch_size"]) == ("emission", "entropy", 5)
     assert settings["max_candidates"] == 50
@@ -94,9 +93,11 @@ def test_start_wait_and_status(vocloud: Run, server: str, client: VocloudClient,
     assert "emission (positive)" in out
 
     code, out, _ = vocloud("session", "status", session, "--json", "--server", server)
-    assert json.loads(out)["url"] == session
+    assert json.loads(out)["url"] == document["url"]
+    code, by_url, _ = vocloud("session", "status", document["url"])  # the URL names the server too
+    assert (code, by_url) == (EXIT_OK, f"{format_status(document)}\n")
     code, out, _ = vocloud("session", "list", "--server", server)
-    listed = f"{document['id']}\t{document['state']}\t2 iterations\t5 labels\t{session}\t{document['title']}"
+    listed = f"{session}\t{document['state']}\t2 iterations\t5 labels\t{document['url']}\t{document['title']}"
     assert listed in out.splitlines()
 
 

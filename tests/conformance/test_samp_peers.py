@@ -16,7 +16,7 @@ What each proves, in the peer's own terms:
   ``spectrum.load.ssa-generic`` with the SODA cutout URL and its SSA metadata.
 * MessageSender, standing in for an expert broadcasting a subset from TOPCAT,
   sends ``table.select.rowList``: our callback gets the rows; and, end to end,
-  the rows become labels held by the server.
+  ``vocloud label SESSION --collect emission`` labels them emission on the server.
 
 Timings (peer registration, a table load's round trip) are printed and recorded
 as test properties.
@@ -30,6 +30,7 @@ import io
 import os
 import queue
 import statistics
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -51,13 +52,12 @@ from conformance.samp_peers import (
     start_xvfb,
     wait_for,
 )
-from tests.client.test_journal import label_history, labelled_session
-from tests.client.test_samp import write_candidates_table
 from tests.server.sessions.support import DEMO_COUNT
+from tests.support.candidates import write_candidates_table
 from tests.support.fake_iteration import FakeIterationExecutor
 from tests.support.kinds import ALL
+from tests.support.labelling import label_command, label_history, labelled_session, read_until, stop_process
 from tests.support.live_server import LiveServer, running_server
-from vocloud.client.labels import LabelRecord
 from vocloud.client.samp import (
     MTYPE_POINT_AT_SKY,
     MTYPE_SPECTRUM_LOAD,
@@ -68,7 +68,6 @@ from vocloud.client.samp import (
     SampReplyError,
     private_hub,
 )
-from vocloud.client.service import VocloudClient
 from vocloud.server.app import create_app
 from vocloud.server.settings import Settings
 
@@ -284,29 +283,42 @@ async def server(
     return await aiohttp_client(app)
 
 
-async def test_rows_selected_in_topcat_become_labels_on_the_server(desk: Desk, server: TestClient[Any, Any]) -> None:
-    """The whole route of issue 5 (5 b): a subset broadcast while collecting "emission" is labelled "emission"."""
+async def test_rows_selected_in_topcat_become_labels_on_the_server(
+    desk: Desk, server: TestClient[Any, Any], tmp_path: Path
+) -> None:
+    """The whole route of issue 5 (5 b): ``vocloud label --collect emission`` hears a subset and labels it emission.
+
+    jsamp's MessageSender stands in for the expert broadcasting a TOPCAT subset
+    of the oracle batch; the labeller runs as the real command, journals the
+    rows and sends them; the server's history then holds exactly those ids.
+    """
     base, session_id, oracle = await labelled_session(server, batch_size=6, seed_size=6)
-    collecting = "emission"
-    client = VocloudClient(base)
-    answers: queue.Queue[dict[str, Any]] = queue.Queue()
-
-    def label(table_id: str | None, url: str | None, selected: list[int]) -> None:
-        # In pyvo's receiver thread; the test's event loop is free (it awaits the sender in a
-        # thread), so the in-process server can answer.
-        records = [LabelRecord(id=oracle[i], label=collecting, labeller="samp-test") for i in selected]
-        answers.put(client.post_labels(session_id, records))
-
-    with SampClient(name="vocloud-labeller") as samp:
-        samp.on_row_list(label)
-        samp.connect(desk.hub.samp_hub)
-        params = {"table-id": "oracle", "url": f"{base}/oracle.vot", "row-list": '["0","2","5"]'}
+    env = {**desk.env, "VOCLOUD_JOURNAL": str(tmp_path / "journal.sqlite")}
+    command = label_command(base, session_id, "--collect", "emission", "--labeller", "samp-test", samp=True)
+    labeller = await asyncio.create_subprocess_exec(
+        *command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        # Shown once it is on the hub, subscribed, and has sent the batch to the table viewers.
+        await read_until(labeller, f"[1/6] {oracle[0]}", 1, timeout=REGISTER_TIMEOUT_S)
+        params = {
+            "table-id": f"vocloud-{session_id}-1",
+            "url": f"{base}/jobs/active_learning/any/results/oracle",  # the table-id alone names the table
+            "row-list": '["0","2","5"]',
+        }
         status, output = await asyncio.to_thread(
-            run_message_sender, "table.select.rowList", params, target="vocloud-labeller", env=desk.env,
+            run_message_sender, "table.select.rowList", params, target="vocloud", env=desk.env,
             log=desk.logs / "sender.log",
         )  # fmt: skip
-    client.close()
-    assert status == 0, output
-    assert "samp.ok" in output  # the labels were stored before the expert's tool heard back
-    assert answers.get(timeout=10)["accepted"] == 3
-    assert await label_history(server, session_id) == [(oracle[i], collecting) for i in (0, 2, 5)]
+        assert status == 0, output
+        assert "samp.ok" in output
+        seen = await read_until(labeller, "sent 3 label(s) to the server", 1, timeout=60)
+        assert "selected 3 row(s) as emission: 3 label(s) journalled" in seen
+        assert labeller.stdin is not None
+        labeller.stdin.close()  # the end of the expert's keys: the labeller quits
+        async with asyncio.timeout(60):
+            await labeller.wait()
+    finally:
+        await stop_process(labeller)
+    assert labeller.returncode == 0
+    assert await label_history(server, session_id) == [(oracle[i], "emission") for i in (0, 2, 5)]
