@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import stat
@@ -16,19 +15,14 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.support.auth import PASSWORDS, AsUser, basic
 from tests.support.uws import create, dali_error_message, get_job, parse_job_list, wait_for_phase
 from vocloud.server.auth import UserFile, verify_password
 from vocloud.server.settings import Settings, SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
-PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22"}
 NO_SUCH_JOB = "There is no job"
 """Start of the message of a job that does not exist or belongs to someone else."""
-
-
-def basic(name: str, password: str) -> str:
-    """An HTTP Basic ``Authorization`` header value."""
-    return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
 
 
 def _vocloud_command() -> list[str]:
@@ -41,31 +35,6 @@ def _run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [*_vocloud_command(), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-class AsUser:
-    """A test client whose every request carries one user's HTTP Basic credentials.
-
-    It has the ``get``/``post``/``delete`` methods the helpers of ``tests.support.uws`` call.
-    """
-
-    def __init__(self, client: TestClient[Any, Any], name: str, password: str | None = None) -> None:
-        self.name = name
-        self._client = client
-        self._authorization = basic(name, PASSWORDS[name] if password is None else password)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {**kwargs.pop("headers", {}), "Authorization": self._authorization}
-        return self._client.request(method, path, headers=headers, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> Any:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> Any:
-        return self.request("POST", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> Any:
-        return self.request("DELETE", path, **kwargs)
 
 
 @pytest.fixture

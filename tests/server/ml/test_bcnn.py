@@ -63,6 +63,7 @@ def small_config(**overrides: object) -> bcnn.BCNNConfig:
         "head_hidden": 32,
         "learning_rate": 3e-3,
         "max_epochs": 25,
+        "min_epochs": 1,
         "patience": 5,
         "device": "cpu",
     }
@@ -100,6 +101,20 @@ def test_early_stopping_keeps_the_best_epoch(data: tuple[np.ndarray, np.ndarray]
     with torch.no_grad():
         logits = model.network(torch.from_numpy(features))
     assert torch.isfinite(logits).all()  # the restored best weights are usable
+
+
+@pytest.mark.parametrize(("min_epochs", "max_epochs"), [(12, 30), (12, 8)])
+def test_early_stopping_waits_for_min_epochs(
+    data: tuple[np.ndarray, np.ndarray], min_epochs: int, max_epochs: int
+) -> None:
+    """The kept epoch is never before min_epochs (nor after max_epochs), even when an early loss was lowest."""
+    config = small_config(max_epochs=max_epochs, min_epochs=min_epochs, patience=2, learning_rate=1e-2)
+    model = bcnn.train(*data, config=config)
+    floor = min(min_epochs, max_epochs)
+    losses = [record.val_loss for record in model.history]
+    assert floor <= model.best_epoch <= max_epochs
+    assert len(losses) >= floor
+    assert losses[model.best_epoch - 1] == pytest.approx(min(losses[floor - 1 :]), abs=1e-3)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(data: tuple[np.ndarray, np.ndarray]) -> None:

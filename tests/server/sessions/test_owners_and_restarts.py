@@ -17,7 +17,7 @@ from tests.server.sessions.support import (
     wait_iteration,
     wait_session,
 )
-from tests.server.test_auth import PASSWORDS, AsUser
+from tests.support.auth import PASSWORDS, AsUser
 from tests.support.fake_iteration import HOLD_EPOCHS
 from tests.support.uws import get_job
 from vocloud.server.auth import UserFile

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from tests.server.spectra.test_readers import FITS_FILES
+from tests.support.shared_files import shared_fits_files
 from vocloud.server.spectra.fits_cards import FitsCards
 from vocloud.server.spectra.fits_columns import binary_table_columns
 from vocloud.server.spectra.fits_image import primary_image
 
+FITS_FILES = shared_fits_files()
 COMMENTARY = {"", "COMMENT", "HISTORY"}
 
 

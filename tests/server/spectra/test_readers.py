@@ -20,6 +20,7 @@ from astropy.coordinates import Angle
 from astropy.io import fits
 
 from tests.conftest import SHARED_DATA
+from tests.support.shared_files import shared_fits_files
 from vocloud.server.spectra.model import FluxCalibration, Medium, Spectrum
 from vocloud.server.spectra.readers import SpectrumFormatError, read_spectrum
 
@@ -34,12 +35,6 @@ SECONDS_PER_DAY = 86400.0
 FITS_COUNT = 244
 
 
-def _fits_files():
-    if not SHARED_DATA.is_dir():
-        return []
-    return sorted(path.relative_to(SHARED_DATA) for path in SHARED_DATA.rglob("*.fit*"))
-
-
 def _manifest(folder):
     if not SHARED_DATA.is_dir():
         return {}
@@ -47,7 +42,7 @@ def _manifest(folder):
         return {Path(folder) / row["file"]: row for row in csv.DictReader(handle)}
 
 
-FITS_FILES = _fits_files()
+FITS_FILES = shared_fits_files()
 ONDREJOV_ROWS = _manifest(ONDREJOV)
 LAMOST_ROWS = _manifest(LAMOST)
 
