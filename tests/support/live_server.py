@@ -85,7 +85,7 @@ def vocloud_command() -> list[str]:
     return [sys.executable, "-m", "vocloud.client.cli"]
 
 
-def server_environment(*, kinds: str = TEST_KINDS) -> dict[str, str]:
+def server_environment(*, kinds: str = TEST_KINDS, demo_spectra: int = 40) -> dict[str, str]:
     """This process's environment without its ``VOCLOUD_*`` settings, serving ``kinds``.
 
     An operator's own settings (auth, workers, limits, kinds) would change what
@@ -93,8 +93,8 @@ def server_environment(*, kinds: str = TEST_KINDS) -> dict[str, str]:
     """
     env = {name: value for name, value in os.environ.items() if not name.startswith("VOCLOUD_")}
     env["VOCLOUD_KINDS"] = kinds
-    # A small demo archive: enough to query, quick to generate at every start.
-    env["VOCLOUD_DEMO_SPECTRA"] = "40"
+    # A small demo archive by default: enough to query, quick to generate at every start.
+    env["VOCLOUD_DEMO_SPECTRA"] = str(demo_spectra)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     return env
 
@@ -154,7 +154,9 @@ class LiveServer:
         self.log_path = log_path
 
     @classmethod
-    def start(cls, *, data_dir: Path, log_path: Path, workers: int = 1, kinds: str = TEST_KINDS) -> LiveServer:
+    def start(
+        cls, *, data_dir: Path, log_path: Path, workers: int = 1, kinds: str = TEST_KINDS, demo_spectra: int = 40
+    ) -> LiveServer:
         """Start ``vocloud serve`` on a free loopback port; it is not answering yet (see :meth:`wait_ready`).
 
         Parameters
@@ -168,15 +170,18 @@ class LiveServer:
             Size of the server's process pool (one makes a QUEUED job possible).
         kinds
             ``VOCLOUD_KINDS`` of the server.
+        demo_spectra
+            Size of the demo archive generated at its first start.
         """
         port = free_port()
         command = [
             *vocloud_command(), "serve", "--host", "127.0.0.1", "--port", str(port),
             "--data-dir", str(data_dir), "--workers", str(workers),
         ]  # fmt: skip
+        env = server_environment(kinds=kinds, demo_spectra=demo_spectra)
         with log_path.open("ab") as log:
             process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=server_environment(kinds=kinds), stdin=subprocess.DEVNULL,
+                command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         return cls(process, port=port, data_dir=data_dir, log_path=log_path)
@@ -271,6 +276,7 @@ def running_server(
     kinds: str = TEST_KINDS,
     ready_path: str = READY_PATH,
     timeout: float = START_TIMEOUT_S,
+    demo_spectra: int = 40,
 ) -> Iterator[LiveServer]:
     """Start a server, wait until it answers, yield it, and stop it however the block ends.
 
@@ -281,7 +287,9 @@ def running_server(
     ServerStartError
         Raised if the server exits or does not answer ``ready_path`` within ``timeout`` seconds.
     """
-    server = LiveServer.start(data_dir=data_dir, log_path=log_path, workers=workers, kinds=kinds)
+    server = LiveServer.start(
+        data_dir=data_dir, log_path=log_path, workers=workers, kinds=kinds, demo_spectra=demo_spectra
+    )
     try:
         server.wait_ready(timeout=timeout, path=ready_path)
         yield server
