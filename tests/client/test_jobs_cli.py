@@ -214,9 +214,14 @@ def test_ctrl_c_exits_130_in_one_line() -> None:
         silent.bind(("127.0.0.1", 0))
         silent.listen()  # connections are accepted by the kernel and never answered
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        # A shell's background job (CI started with `&`) ignores SIGINT, and Python keeps an ignored
+        # SIGINT ignored: give the command the default disposition a terminal's foreground job has.
+        default_sigint = (
+            "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+        )
         process = subprocess.Popen(
-            [*vocloud_command(), "jobs", "list", "--server", url], cwd=REPO_ROOT, env=server_environment(),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", default_sigint, *vocloud_command(), "jobs", "list", "--server", url],
+            cwd=REPO_ROOT, env=server_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
             connection, _ = silent.accept()  # the command is in its request now
@@ -226,7 +231,7 @@ def test_ctrl_c_exits_130_in_one_line() -> None:
         finally:
             if process.poll() is None:
                 process.kill()
-                process.wait()
+            process.communicate()  # reaps it and closes its pipes, whatever happened above
     assert process.returncode == EXIT_INTERRUPTED, err
     assert err.strip() == "vocloud: interrupted"
 
