@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
-from .errors import ClientTimeoutError, ServerUnreachableError, VocloudError, check_response
+from .errors import VocloudError, connection_reason, send
 from .progress import ProgressBar
 
 __all__ = [
@@ -245,24 +245,7 @@ def http_get(
     VocloudError
         Raised if the server answered with an error status (its message, status and URL attached).
     """
-    try:
-        response = session.get(url, params=params, timeout=timeout, stream=stream)
-    except requests.ConnectTimeout as e:
-        msg = f"no connection to {url} within {timeout:g} s"
-        raise ServerUnreachableError(msg, url=url) from e
-    except requests.Timeout as e:
-        msg = f"{url} did not answer within {timeout:g} s"
-        raise ClientTimeoutError(msg, url=url) from e
-    except requests.ConnectionError as e:
-        msg = f"cannot connect to {url}: {_reason(e)}"
-        raise ServerUnreachableError(msg, url=url) from e
-    return check_response(response)
-
-
-def _reason(error: requests.RequestException) -> str:
-    """The innermost reason of a connection error, without urllib3's object reprs."""
-    text = str(error.args[0]) if error.args else str(error)
-    return text.rsplit(": ", 1)[-1].rstrip("')\"") or text
+    return send(session, "GET", url, params=params, timeout=timeout, stream=stream)
 
 
 def _filename(response: requests.Response) -> str | None:
@@ -346,7 +329,7 @@ def download(
                 assert dest is not None  # checked above
                 entry = _write(dest, chunks, url=request_url(url, params), content_type=content_type, filename=filename)
         except requests.RequestException as e:
-            msg = f"the transfer of {request_url(url, params)} broke off: {_reason(e)}"
+            msg = f"the transfer of {request_url(url, params)} broke off: {connection_reason(e)}"
             raise VocloudError(msg, url=response.url) from e
         finally:
             bar.close()

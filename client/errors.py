@@ -45,7 +45,9 @@ __all__ = [
     "ServerUnreachableError",
     "VocloudError",
     "check_response",
+    "connection_reason",
     "exit_code_for",
+    "send",
     "server_message",
 ]
 
@@ -187,3 +189,48 @@ def check_response(response: requests.Response) -> requests.Response:
     if response.status_code == 401:
         raise AuthenticationError(message, status=401, url=response.url)
     raise VocloudError(message, status=response.status_code, url=response.url)
+
+
+def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
+    """Send a request and return its response if it succeeded: the one place requests' failures are mapped.
+
+    ``kwargs`` go to `requests.Session.request`; its ``timeout`` (seconds, or a
+    (connect, read) pair) is named in the timeout message.
+
+    Raises
+    ------
+    ServerUnreachableError
+        Raised if no connection could be made (in time).
+    ClientTimeoutError
+        Raised if the server did not answer within the read timeout.
+    VocloudError
+        Raised if it refused the request (the message is its own), or the request failed otherwise.
+    """
+    try:
+        response = session.request(method, url, **kwargs)
+    except requests.ConnectionError as e:
+        # ConnectTimeout is both; reaching nobody in time is still unreachable.
+        msg = f"Cannot reach {url}: {connection_reason(e)}"
+        raise ServerUnreachableError(msg, url=url) from e
+    except requests.Timeout as e:
+        timeout = kwargs.get("timeout")
+        seconds = timeout[-1] if isinstance(timeout, tuple) else timeout
+        msg = f"{url} did not answer within {seconds:g} s" if seconds is not None else f"{url} did not answer"
+        raise ClientTimeoutError(msg, url=url) from e
+    except requests.RequestException as e:
+        msg = f"{method} {url} failed: {e}"
+        raise VocloudError(msg, url=url) from e
+    return check_response(response)
+
+
+def connection_reason(error: BaseException) -> str:
+    """The innermost cause of a connection failure (urllib3 wraps it in two or three layers)."""
+    cause: BaseException = error
+    for _ in range(10):  # a bound, in case a library ever builds a cycle
+        inner = cause.__cause__ or next((a for a in cause.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            break
+        cause = inner
+    text = str(cause)
+    # urllib3's "<urllib3.connection.HTTPConnection object at 0x...>: Failed to ..." says nothing useful first.
+    return text.split(">: ", 1)[-1] if ">: " in text else text

@@ -29,7 +29,8 @@ from .errors import (
     ClientTimeoutError,
     ServerUnreachableError,
     VocloudError,
-    check_response,
+    connection_reason,
+    send,
 )
 
 __all__ = [
@@ -274,19 +275,7 @@ class UWSClient:
             Raised if it refused the request (the message is its own).
         """
         kwargs.setdefault("timeout", (self.timeout, self.timeout + max(wait, 0.0)))
-        try:
-            response = self.session.request(method, url, **kwargs)
-        except requests.ConnectionError as e:
-            # ConnectTimeout is both; reaching nobody in time is still unreachable.
-            msg = f"Cannot reach {url}: {_reason(e)}"
-            raise ServerUnreachableError(msg, url=url) from e
-        except requests.Timeout as e:
-            msg = f"{url} did not answer within {self.timeout + max(wait, 0.0):g} s"
-            raise ClientTimeoutError(msg, url=url) from e
-        except requests.RequestException as e:
-            msg = f"{method} {url} failed: {e}"
-            raise VocloudError(msg, url=url) from e
-        return check_response(response)
+        return send(self.session, method, url, **kwargs)
 
     def jobs(
         self, list_url: str, *, phases: Sequence[str] = (), after: str | None = None, last: int | None = None
@@ -495,23 +484,10 @@ def _chunks(response: requests.Response) -> Iterator[bytes]:
     try:
         yield from response.iter_content(_CHUNK)
     except requests.RequestException as e:
-        msg = f"The download of {response.url} broke off: {_reason(e)}"
+        msg = f"The download of {response.url} broke off: {connection_reason(e)}"
         raise ServerUnreachableError(msg, url=response.url) from e
 
 
 def _length(response: requests.Response) -> int | None:
     value = response.headers.get("Content-Length", "")
     return int(value) if value.isdigit() else None
-
-
-def _reason(error: Exception) -> str:
-    """The innermost cause of a connection failure (urllib3 wraps it in two or three layers)."""
-    cause: BaseException = error
-    for _ in range(10):  # a bound, in case a library ever builds a cycle
-        inner = cause.__cause__ or next((a for a in cause.args if isinstance(a, BaseException)), None)
-        if inner is None:
-            break
-        cause = inner
-    text = str(cause)
-    # urllib3's "<urllib3.connection.HTTPConnection object at 0x...>: Failed to ..." says nothing useful first.
-    return text.split(">: ", 1)[-1] if ">: " in text else text

@@ -166,7 +166,7 @@ async def test_refusals_unreachable_and_slow_services_have_their_exit_codes(
 
     code = await vocloud_cli("ssa", "search", "--server", f"http://127.0.0.1:{free_port()}")
     assert code == EXIT_UNREACHABLE
-    assert capsys.readouterr().err.startswith("vocloud ssa search: cannot connect to")
+    assert capsys.readouterr().err.startswith("vocloud ssa search: Cannot reach")
 
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(2)
@@ -231,7 +231,7 @@ def test_the_installed_command_answers_help_and_exits_3_without_a_server(tmp_pat
     down = vocloud_process("cutout", CCD700 + "x", "-o", str(tmp_path / "x.fits"), "--server",
                            f"http://127.0.0.1:{free_port()}")  # fmt: skip
     assert down.returncode == EXIT_UNREACHABLE
-    assert down.stderr.startswith("vocloud cutout: cannot connect") and "Traceback" not in down.stderr
+    assert down.stderr.startswith("vocloud cutout: Cannot reach") and "Traceback" not in down.stderr
     assert not (tmp_path / "x.fits").exists()
 
 
