@@ -164,7 +164,8 @@ def run_iteration(
     settings
         The session's settings (strategy, batch sizes, MC samples, seed, epochs).
     iteration
-        The iteration's number; seeds are ``settings.seed + iteration``.
+        The iteration's number; the random choices (seed batch, oracle, precision sample, MC
+        masks) are seeded with ``settings.seed + iteration``, training with ``settings.seed``.
     progress
         Called with the share of this function's work done (0 to 1) and a short message.
     score_batch
@@ -218,7 +219,9 @@ def run_iteration(
             "n_inputs": n_inputs,
             "n_classes": len(settings.classes),
             "max_epochs": settings.max_epochs,
-            "seed": seed,
+            # The same initial weights and shuffles in every iteration: successive models differ by
+            # their labels, not by a new draw, so the learning curve shows what the labels did.
+            "seed": settings.seed,
         }
     )
     x_labelled = _read_rows(features, labelled)
@@ -247,6 +250,7 @@ def run_iteration(
         entropy=predictions.entropy,
         bald=predictions.bald,
         embedding=predictions.embedding,
+        probabilities=predictions.mean,
     )
     positive = settings.classes.index(settings.positive_class)
     positives = unlabelled[predictions.predicted[unlabelled] == positive]

@@ -24,7 +24,7 @@ ACTIVE_LEARNING = JobKind(
         " Bayesian 1-D CNN with MC dropout on the labels given so far, scores every spectrum (class"
         " probabilities, predictive entropy, BALD, variation ratio, a 2-D projection of the embedding), and"
         " chooses the next oracle batch with the session's strategy (random, entropy, BALD, or a diverse"
-        " batch by k-center on the embedding among the most uncertain) plus a random sample of predicted"
+        " batch: BADGE, k-means++ over the loss gradients built from the embedding) plus a random sample of predicted"
         " positives whose labels estimate precision. With fewer than two classes labelled it draws a random"
         " seed batch instead. Usually created by an active-learning session (/sessions)."
     ),

@@ -101,7 +101,8 @@ class SessionSettings:
     max_candidates
         Most rows of the candidates table (the most uncertain, plus every oracle and sample row).
     seed
-        Seeds training and the random choices; iteration ``i`` uses ``seed + i``.
+        Seeds training (the same in every iteration) and the random choices (``seed + i`` in
+        iteration ``i``).
     max_epochs
         Upper bound on training epochs (early stopping usually ends sooner).
     selection

@@ -15,16 +15,22 @@ Strategies, each returning indices into the scored spectra:
   where a label is expected to change the model (Houlsby et al. 2011).
 * ``"diverse"``: the top scores pick near-duplicates, because spectra that look
   alike are uncertain alike, and labelling ten copies of one confusing spectrum
-  teaches about as much as labelling one. This strategy takes a candidate pool
-  of the ``pool_factor * batch_size`` most uncertain spectra (by BALD, ties by
-  entropy) and chooses among them by greedy k-center (farthest-first traversal,
-  Sener & Savarese 2018) in the network's embedding: it starts at the most
-  uncertain spectrum and repeatedly adds the candidate farthest from everything
-  chosen so far, so the batch covers the pool rather than one corner of it.
-  Its cost is O(pool * batch * D) with no pool-by-pool distance matrix.
+  teaches about as much as labelling one. This strategy is BADGE (Ash et al.
+  2020): each spectrum is represented by the gradient the loss would have if its
+  predicted class were its label, ``(p - onehot(argmax p)) ⊗ embedding``, whose
+  length grows with the uncertainty and whose direction says what the spectrum
+  looks like and which classes it hesitates between; k-means++ seeding over these
+  vectors then starts at the longest and draws each next spectrum with
+  probability proportional to its squared distance from the nearest one chosen.
+  The batch is uncertain and spread out at once, with no cut-off of "the most
+  uncertain" to tune. Drawing by distance rather than always taking the
+  farthest point (k-center, which an earlier version used) is what made BADGE
+  robust where k-center was not: the farthest points are often isolated oddities. The distances come
+  from inner products, ``<g_i, g_j> = <r_i, r_j><e_i, e_j>``, so the (N, K·D)
+  gradients are never formed: O(N·(K+D)) per pick and memory flat in N.
 
-Every strategy is deterministic: random for a given seed, the others outright;
-ties in a score are broken by the lower index.
+Every strategy is deterministic: random and diverse for a given seed, the others
+outright; ties in a score are broken by the lower index.
 """
 
 from __future__ import annotations
@@ -38,10 +44,6 @@ from .iteration import STRATEGIES, Strategy
 __all__ = ["STRATEGIES", "Strategy", "projection_2d", "select_batch"]
 
 
-DEFAULT_POOL_FACTOR = 10
-"""Candidate pool of ``"diverse"`` in batches: wide enough to hold several clusters, narrow enough to stay uncertain."""
-
-
 def select_batch(
     strategy: Strategy | str,
     *,
@@ -51,7 +53,7 @@ def select_batch(
     entropy: ArrayLike | None = None,
     bald: ArrayLike | None = None,
     embedding: ArrayLike | None = None,
-    pool_factor: int = DEFAULT_POOL_FACTOR,
+    probabilities: ArrayLike | None = None,
 ) -> NDArray[np.int64]:
     """Choose the spectra to send to the oracle among the unlabelled ones.
 
@@ -68,58 +70,53 @@ def select_batch(
     batch_size
         How many spectra to choose; when fewer are unlabelled, all of them are returned.
     rng_seed
-        Seed of ``"random"``; the other strategies are deterministic and ignore it.
+        Seed of ``"random"`` and ``"diverse"``; ``"entropy"`` and ``"bald"`` ignore it.
     entropy
-        (N,) predictive entropy; needed by ``"entropy"`` and ``"diverse"`` (as the tie-breaker).
+        (N,) predictive entropy; needed by ``"entropy"``.
     bald
-        (N,) BALD scores; needed by ``"bald"`` and ``"diverse"``.
+        (N,) BALD scores; needed by ``"bald"``.
     embedding
         (N, D) embedding of the spectra; needed by ``"diverse"``.
-    pool_factor
-        ``"diverse"`` picks among the ``pool_factor * batch_size`` most uncertain spectra.
+    probabilities
+        (N, K) predictive mean class probabilities; needed by ``"diverse"``.
 
     Returns
     -------
     numpy.ndarray
         Chosen indices, int64, distinct, all from ``unlabelled``: in order of decreasing score
-        for ``"entropy"`` and ``"bald"``, in order of choice for ``"diverse"`` (the most
-        uncertain first), in drawing order for ``"random"``.
+        for ``"entropy"`` and ``"bald"``, in order of choice for ``"diverse"`` (the longest
+        gradient first), in drawing order for ``"random"``.
 
     Raises
     ------
     ValueError
-        Raised if the strategy is unknown, ``batch_size`` or ``pool_factor`` is below 1, a
+        Raised if the strategy is unknown, ``batch_size`` is below 1, a
         score the strategy needs is missing, not finite, or of the wrong shape, or
         ``unlabelled`` holds duplicates or indices outside the scored spectra.
     """
     if batch_size < 1:
         msg = f"batch_size must be at least 1, not {batch_size}"
         raise ValueError(msg)
-    if pool_factor < 1:
-        msg = f"pool_factor must be at least 1, not {pool_factor}"
-        raise ValueError(msg)
     match strategy:
         case "random":
-            candidates = _candidates(unlabelled, _n_scored(entropy, bald, embedding))
+            candidates = _candidates(unlabelled, _n_scored(entropy, bald, embedding, probabilities))
             if candidates.size <= batch_size:
                 return candidates
             rng = np.random.default_rng(rng_seed)
             return rng.choice(candidates, size=batch_size, replace=False).astype(np.int64)
         case "entropy":
-            scores = _scores("entropy", entropy, None)
+            scores = _scores("entropy", entropy)
             candidates = _candidates(unlabelled, scores.size)
             return _ranked(candidates, scores)[:batch_size]
         case "bald":
-            scores = _scores("bald", bald, None)
+            scores = _scores("bald", bald)
             candidates = _candidates(unlabelled, scores.size)
             return _ranked(candidates, scores)[:batch_size]
         case "diverse":
-            primary = _scores("bald", bald, None)
-            secondary = _scores("entropy", entropy, primary.size)
-            vectors = _embedding(embedding, primary.size)
-            candidates = _candidates(unlabelled, primary.size)
-            pool = _ranked(candidates, primary, secondary)[: pool_factor * batch_size]
-            return _k_center(pool, vectors, batch_size)
+            vectors = _embedding(embedding)
+            residuals = _residuals(probabilities, vectors.shape[0])
+            candidates = _candidates(unlabelled, vectors.shape[0])
+            return _k_means_pp(candidates, residuals, vectors, batch_size, np.random.default_rng(rng_seed))
         case _:
             msg = f"Unknown selection strategy {strategy!r}; known: {', '.join(STRATEGIES)}"
             raise ValueError(msg)
@@ -153,13 +150,7 @@ def projection_2d(embedding: ArrayLike, *, seed: int = 0) -> NDArray[np.float64]
     ValueError
         Raised if the embedding is not a two-dimensional array of finite numbers.
     """
-    vectors = np.asarray(embedding, dtype=np.float64)
-    if vectors.ndim != 2:
-        msg = f"embedding must be a 2-D array (spectra, dimensions), not of shape {vectors.shape}"
-        raise ValueError(msg)
-    if not np.all(np.isfinite(vectors)):
-        msg = "embedding must hold finite numbers only"
-        raise ValueError(msg)
+    vectors = _embedding(embedding)
     n, d = vectors.shape
     out = np.zeros((n, 2), dtype=np.float64)
     components = min(2, n - 1, d)
@@ -180,8 +171,8 @@ def _n_scored(*arrays: ArrayLike | None) -> int | None:
     return None
 
 
-def _scores(name: str, values: ArrayLike | None, n: int | None) -> NDArray[np.float64]:
-    """A score array checked for presence, shape (matching ``n`` when given) and finiteness."""
+def _scores(name: str, values: ArrayLike | None) -> NDArray[np.float64]:
+    """A score array checked for presence, one dimension and finiteness."""
     if values is None:
         msg = f"the {name} scores are needed by this strategy"
         raise ValueError(msg)
@@ -189,23 +180,20 @@ def _scores(name: str, values: ArrayLike | None, n: int | None) -> NDArray[np.fl
     if scores.ndim != 1:
         msg = f"{name} must be a 1-D array of per-spectrum scores, not of shape {scores.shape}"
         raise ValueError(msg)
-    if n is not None and scores.size != n:
-        msg = f"{name} scores {scores.size} spectra where the other scores cover {n}"
-        raise ValueError(msg)
     if not np.all(np.isfinite(scores)):
         msg = f"{name} scores must be finite"
         raise ValueError(msg)
     return scores
 
 
-def _embedding(values: ArrayLike | None, n: int) -> NDArray[np.float64]:
-    """The embedding checked for presence, shape (n, D) and finiteness."""
+def _embedding(values: ArrayLike | None) -> NDArray[np.float64]:
+    """The embedding checked for presence, two dimensions and finiteness."""
     if values is None:
         msg = "the embedding is needed by the diverse strategy"
         raise ValueError(msg)
     vectors = np.asarray(values, dtype=np.float64)
-    if vectors.ndim != 2 or vectors.shape[0] != n:
-        msg = f"embedding must have shape ({n}, D) to match the scores, not {vectors.shape}"
+    if vectors.ndim != 2:
+        msg = f"embedding must be a 2-D array (spectra, dimensions), not of shape {vectors.shape}"
         raise ValueError(msg)
     if not np.all(np.isfinite(vectors)):
         msg = "embedding must hold finite numbers only"
@@ -235,36 +223,69 @@ def _candidates(unlabelled: ArrayLike, n: int | None) -> NDArray[np.int64]:
     return indices
 
 
-def _ranked(
+def _ranked(candidates: NDArray[np.int64], scores: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Candidates by decreasing score, then increasing index."""
+    # A stable sort keeps equal scores in the (sorted) index order.
+    return candidates[np.argsort(-scores[candidates], kind="stable")]
+
+
+def _residuals(values: ArrayLike | None, n: int) -> NDArray[np.float64]:
+    """``p - onehot(argmax p)`` of each spectrum: the loss gradient at the logits were its predicted class its label."""
+    if values is None:
+        msg = "the class probabilities are needed by the diverse strategy"
+        raise ValueError(msg)
+    probabilities = np.asarray(values, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[0] != n:
+        msg = f"probabilities must have shape ({n}, K) to match the embedding, not {probabilities.shape}"
+        raise ValueError(msg)
+    if not np.all(np.isfinite(probabilities)):
+        msg = "probabilities must be finite"
+        raise ValueError(msg)
+    residuals = probabilities.copy()
+    residuals[np.arange(n), np.argmax(probabilities, axis=1)] -= 1.0
+    return residuals
+
+
+def _k_means_pp(
     candidates: NDArray[np.int64],
-    primary: NDArray[np.float64],
-    secondary: NDArray[np.float64] | None = None,
+    residuals: NDArray[np.float64],
+    vectors: NDArray[np.float64],
+    k: int,
+    rng: np.random.Generator,
 ) -> NDArray[np.int64]:
-    """Candidates by decreasing primary score, then decreasing secondary score, then increasing index."""
-    keys: list[NDArray[np.generic]] = [candidates]
-    if secondary is not None:
-        keys.append(-secondary[candidates])
-    keys.append(-primary[candidates])
-    # lexsort sorts by the last key first and is stable, so equal scores keep the (sorted) index order.
-    return candidates[np.lexsort(keys)]
+    """k-means++ seeding over gradient embeddings ``residual ⊗ vector`` of the candidates, never formed.
 
-
-def _k_center(pool: NDArray[np.int64], vectors: NDArray[np.float64], k: int) -> NDArray[np.int64]:
-    """Greedy k-center over a pool ordered by uncertainty: start at its head, then add the farthest candidate.
-
-    Only the distance of each candidate to its nearest chosen point is kept and updated once per
-    pick. Ties (duplicates, equal distances) go to the earlier, i.e. more uncertain, candidate.
+    Starts at the longest gradient (ties: the lower index), then draws each next candidate
+    with probability proportional to its squared distance to the nearest chosen one; when
+    every remaining distance is zero (duplicates of chosen spectra) it takes the next
+    candidates in index order, so a batch is always full.
     """
-    if pool.size <= k:
-        return pool
-    points = vectors[pool]
-    chosen = np.zeros(k, dtype=np.int64)
-    nearest = np.sum((points - points[0]) ** 2, axis=1)
-    nearest[0] = -np.inf
-    for i in range(1, k):
-        pick = int(np.argmax(nearest))
-        chosen[i] = pick
-        # Chosen candidates sit at -inf and stay there under the minimum.
-        nearest = np.minimum(nearest, np.sum((points - points[pick]) ** 2, axis=1))
-        nearest[pick] = -np.inf
-    return pool[chosen]
+    if candidates.size <= k:
+        return candidates
+    r, e = residuals[candidates], vectors[candidates]
+    norms = np.sum(r * r, axis=1) * np.sum(e * e, axis=1)
+    first = int(np.argmax(norms))
+    chosen = [first]
+    nearest = _squared_distances(norms, r, e, first)
+    nearest[first] = 0.0
+    for _ in range(1, k):
+        total = float(nearest.sum())
+        if total > 0.0:
+            pick = int(rng.choice(nearest.size, p=nearest / total))
+        else:
+            taken = np.zeros(nearest.size, dtype=bool)
+            taken[chosen] = True
+            pick = int(np.flatnonzero(~taken)[0])
+        chosen.append(pick)
+        nearest = np.minimum(nearest, _squared_distances(norms, r, e, pick))
+        nearest[chosen] = 0.0
+    return candidates[np.array(chosen, dtype=np.int64)]
+
+
+def _squared_distances(
+    norms: NDArray[np.float64], r: NDArray[np.float64], e: NDArray[np.float64], j: int
+) -> NDArray[np.float64]:
+    """Squared distances of every gradient ``r_i ⊗ e_i`` to gradient ``j``, from inner products only."""
+    cross: NDArray[np.float64] = (r @ r[j]) * (e @ e[j])
+    distances: NDArray[np.float64] = np.maximum(norms + norms[j] - 2.0 * cross, 0.0)
+    return distances  # the maximum with 0 clears the tiny negatives rounding leaves between equal gradients

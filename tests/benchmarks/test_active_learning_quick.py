@@ -68,7 +68,7 @@ def test_tiny_run_prints_a_complete_table(tmp_path: Path) -> None:
     assert len(checked) == total
 
     # Ratios to random: random's own is 1 when measured; every cell is a number, a bound or says why not.
-    ratio_cell = re.compile(r"^(n/a|seed batch enough|[<>≤] ?\d+\.\d\d|\d+\.\d\d( \[.*\])?)(; .*)?$")
+    ratio_cell = re.compile(r"^(n/a|seed batch enough|[<>≤] ?\d+\.\d\d|\d+\.\d\d)( \(seeds .*\))?$")
     for cell in rows["ratio to random (95 %)"][: len(STRATEGY_ORDER)]:
         assert ratio_cell.match(cell), cell
     assert rows["ratio to random (95 %)"][0] in {"1.00", "n/a", "seed batch enough"}

@@ -117,6 +117,22 @@ def test_early_stopping_waits_for_min_epochs(
     assert losses[model.best_epoch - 1] == pytest.approx(min(losses[floor - 1 :]), abs=1e-3)
 
 
+def test_averaged_weights_are_the_mean_of_the_epochs_from_min_epochs() -> None:
+    """Weight averaging returns the mean of the end-of-epoch weights from min_epochs on, not the last epoch's."""
+    data = synthetic_spectra(60, seed=3)
+    common = {"min_epochs": 2, "validation_fraction": 0.0}
+    # The same seed gives the same trajectory, so a run stopped at epoch m holds that epoch's weights.
+    plain = [bcnn.train(*data, config=small_config(max_epochs=m, average_weights=False, **common)) for m in (2, 3, 4)]
+    averaged = bcnn.train(*data, config=small_config(max_epochs=4, **common))
+    for name, tensor in averaged.network.named_parameters():
+        epochs = [dict(model.network.named_parameters())[name] for model in plain]
+        torch.testing.assert_close(tensor, sum(epochs) / 3, msg=name)
+        assert not torch.equal(tensor, epochs[-1]), name
+    # Batch-norm statistics are recomputed for the averaged weights, so it still predicts.
+    features, labels = synthetic_spectra(200, seed=5)
+    assert (bcnn.predict_mc(averaged, features, samples=5).predicted == labels).mean() >= 0.8
+
+
 def test_same_seed_same_weights_other_seed_other_weights(data: tuple[np.ndarray, np.ndarray]) -> None:
     config = small_config(max_epochs=3)
     first, second = (bcnn.train(*data, config=config) for _ in range(2))

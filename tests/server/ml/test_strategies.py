@@ -1,4 +1,4 @@
-"""Query strategies pick what they promise, only among unlabelled spectra, and the diverse one avoids duplicates."""
+"""Query strategies pick what they promise, only among unlabelled spectra; the diverse one (BADGE) avoids duplicates."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def test_top_score_ties_go_to_the_lower_index() -> None:
 def test_only_unlabelled_spectra_are_returned(strategy: str) -> None:
     rng = np.random.default_rng(2)
     n = 300
+    probabilities = rng.dirichlet(np.ones(3), size=n)
     entropy = rng.random(n)
     bald = entropy * rng.random(n)
     embedding = rng.normal(size=(n, 5))
@@ -43,8 +44,17 @@ def test_only_unlabelled_spectra_are_returned(strategy: str) -> None:
     labelled = np.setdiff1d(np.arange(n), unlabelled)
     entropy[labelled] += 10.0
     bald[labelled] += 10.0
+    # Labelled spectra hesitate most: their gradients are the longest.
+    probabilities[labelled] = 1.0 / 3.0
     chosen = select_batch(
-        strategy, entropy=entropy, bald=bald, embedding=embedding, unlabelled=unlabelled, batch_size=15, rng_seed=3
+        strategy,
+        entropy=entropy,
+        bald=bald,
+        embedding=embedding,
+        probabilities=probabilities,
+        unlabelled=unlabelled,
+        batch_size=15,
+        rng_seed=3,
     )
     assert chosen.size == 15
     assert np.unique(chosen).size == 15
@@ -60,6 +70,7 @@ def test_a_batch_larger_than_the_unlabelled_set_returns_all_of_it(strategy: str)
         entropy=rng.random(n),
         bald=rng.random(n),
         embedding=rng.normal(size=(n, 3)),
+        probabilities=rng.dirichlet(np.ones(3), size=n),
         unlabelled=[9, 3, 14],
         batch_size=5,
         rng_seed=0,
@@ -94,52 +105,79 @@ def test_random_is_roughly_uniform() -> None:
 
 
 def clustered_candidates(*, clusters: int, copies: int, seed: int) -> dict[str, np.ndarray]:
-    """Clusters of near-duplicate spectra far apart in the embedding; one cluster is the most uncertain of all."""
+    """Clusters of near-duplicate spectra far apart in the embedding; uncertainty falls cluster by cluster.
+
+    Every spectrum hesitates between classes 0 and 1; the first cluster is the most uncertain
+    (probabilities nearest 0.5/0.5), so BALD's top scores all sit in it.
+    """
     rng = np.random.default_rng(seed)
     centres = rng.normal(scale=10.0, size=(clusters, 8))
     embedding = np.repeat(centres, copies, axis=0) + rng.normal(scale=0.01, size=(clusters * copies, 8))
-    # Uncertainty falls cluster by cluster, so the top scores all sit in the first clusters.
     bald = np.repeat(np.linspace(1.0, 0.5, clusters), copies) + rng.uniform(0, 0.01, clusters * copies)
-    return {"embedding": embedding, "bald": bald, "entropy": bald + 0.1}
+    p_top = 1.0 - 0.5 * bald / bald.max()
+    probabilities = np.stack([p_top, 1.0 - p_top, np.zeros_like(p_top)], axis=1)
+    return {"embedding": embedding, "bald": bald, "entropy": bald + 0.1, "probabilities": probabilities}
 
 
 def test_diverse_picks_one_spectrum_per_cluster_where_bald_picks_duplicates() -> None:
     clusters, copies = 6, 10
     data = clustered_candidates(clusters=clusters, copies=copies, seed=5)
     unlabelled = np.arange(clusters * copies)
-    diverse = select_batch("diverse", unlabelled=unlabelled, batch_size=clusters, rng_seed=0, **data)
+    for seed in range(5):
+        diverse = select_batch("diverse", unlabelled=unlabelled, batch_size=clusters, rng_seed=seed, **data)
+        assert sorted((diverse // copies).tolist()) == list(range(clusters))
     bald = select_batch("bald", unlabelled=unlabelled, batch_size=clusters, rng_seed=0, bald=data["bald"])
-    assert sorted((diverse // copies).tolist()) == list(range(clusters))
     assert set((bald // copies).tolist()) == {0}
-    # It starts from the most uncertain spectrum of all.
-    assert diverse[0] == bald[0]
 
 
-def test_diverse_only_looks_at_the_uncertain_pool() -> None:
-    clusters, copies = 6, 10
-    data = clustered_candidates(clusters=clusters, copies=copies, seed=6)
-    # A pool of 2 * 3 = 6 spectra lies inside the most uncertain cluster: no other cluster may be chosen.
+def test_diverse_starts_at_the_longest_gradient() -> None:
+    # Equal embeddings' lengths: the longest gradient is that of the most uncertain spectrum.
+    embedding = np.tile([1.0, 0.0], (4, 1)) + np.array([[0, 0], [0, 1], [0, 2], [0, 3]])
+    embedding /= np.linalg.norm(embedding, axis=1, keepdims=True)
+    probabilities = np.array([[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.95, 0.05]])
     chosen = select_batch(
-        "diverse", unlabelled=np.arange(clusters * copies), batch_size=3, rng_seed=0, pool_factor=2, **data
-    )
-    assert set((chosen // copies).tolist()) == {0}
-
-
-def test_diverse_is_deterministic_and_ignores_the_seed() -> None:
-    data = clustered_candidates(clusters=5, copies=8, seed=7)
-    runs = [select_batch("diverse", unlabelled=np.arange(40), batch_size=4, rng_seed=s, **data) for s in (0, 0, 1)]
-    np.testing.assert_array_equal(runs[0], runs[1])
-    np.testing.assert_array_equal(runs[0], runs[2])
-
-
-def test_diverse_breaks_bald_ties_by_entropy() -> None:
-    bald = np.zeros(4)
-    entropy = np.array([0.1, 0.4, 0.3, 0.2])
-    embedding = np.eye(4)
-    chosen = select_batch(
-        "diverse", bald=bald, entropy=entropy, embedding=embedding, unlabelled=np.arange(4), batch_size=1, rng_seed=0
+        "diverse", embedding=embedding, probabilities=probabilities, unlabelled=np.arange(4), batch_size=1, rng_seed=0
     )
     np.testing.assert_array_equal(chosen, [1])
+
+
+def test_diverse_takes_at_most_one_confident_spectrum() -> None:
+    # Confident spectra have zero gradients: once one is chosen the others are at distance 0 from it.
+    rng = np.random.default_rng(11)
+    n_confident, n_uncertain = 200, 30
+    probabilities = np.vstack(
+        [np.tile([1.0, 0.0, 0.0], (n_confident, 1)), np.tile([0.4, 0.35, 0.25], (n_uncertain, 1))]
+    )
+    embedding = rng.normal(size=(n_confident + n_uncertain, 6))
+    for seed in range(10):
+        chosen = select_batch(
+            "diverse",
+            embedding=embedding,
+            probabilities=probabilities,
+            unlabelled=np.arange(n_confident + n_uncertain),
+            batch_size=20,
+            rng_seed=seed,
+        )
+        assert np.sum(chosen < n_confident) <= 1
+
+
+def test_diverse_is_reproducible_for_a_seed() -> None:
+    rng = np.random.default_rng(7)
+    probabilities = rng.dirichlet(np.ones(3), size=300)
+    data = {"embedding": rng.normal(size=(300, 5)), "probabilities": probabilities}
+    runs = [select_batch("diverse", unlabelled=np.arange(300), batch_size=10, rng_seed=s, **data) for s in (3, 3, 4)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+def test_diverse_fills_the_batch_when_only_duplicates_remain() -> None:
+    # Three identical spectra: after the first, every distance is zero, yet three are asked for.
+    embedding = np.ones((3, 4))
+    probabilities = np.tile([0.5, 0.5], (3, 1))
+    chosen = select_batch(
+        "diverse", embedding=embedding, probabilities=probabilities, unlabelled=[0, 1, 2], batch_size=3, rng_seed=0
+    )
+    assert sorted(chosen.tolist()) == [0, 1, 2]
 
 
 @pytest.mark.parametrize(
@@ -147,14 +185,14 @@ def test_diverse_breaks_bald_ties_by_entropy() -> None:
     [
         ({"strategy": "margin", "entropy": np.ones(3)}, "Unknown selection strategy 'margin'"),
         ({"strategy": "entropy", "entropy": np.ones(3), "batch_size": 0}, "batch_size must be at least 1"),
-        ({"strategy": "diverse", "bald": np.ones(3), "entropy": np.ones(3), "pool_factor": 0}, "pool_factor"),
         ({"strategy": "bald", "entropy": np.ones(3)}, "bald scores are needed"),
-        ({"strategy": "diverse", "bald": np.ones(3), "entropy": np.ones(4)}, "entropy scores 4 spectra"),
-        ({"strategy": "diverse", "bald": np.ones(3), "entropy": np.ones(3)}, "embedding is needed"),
+        ({"strategy": "diverse", "probabilities": np.ones((3, 2))}, "embedding is needed"),
+        ({"strategy": "diverse", "embedding": np.ones((3, 4))}, "class probabilities are needed"),
         (
-            {"strategy": "diverse", "bald": np.ones(3), "entropy": np.ones(3), "embedding": np.ones((2, 4))},
-            r"embedding must have shape \(3, D\)",
+            {"strategy": "diverse", "embedding": np.ones((3, 4)), "probabilities": np.ones((2, 2))},
+            r"probabilities must have shape \(3, K\)",
         ),
+        ({"strategy": "diverse", "embedding": np.ones(3), "probabilities": np.ones((3, 2))}, "2-D array"),
         ({"strategy": "entropy", "entropy": np.ones((3, 1))}, "1-D array"),
         ({"strategy": "entropy", "entropy": np.array([1.0, np.nan, 0.0])}, "must be finite"),
         ({"strategy": "entropy", "entropy": np.ones(3), "unlabelled": [0, 3]}, "index 3 but only 3 spectra"),
