@@ -186,12 +186,18 @@ def _scores(name: str, values: ArrayLike | None) -> NDArray[np.float64]:
     return scores
 
 
-def _embedding(values: ArrayLike | None) -> NDArray[np.float64]:
-    """The embedding checked for presence, two dimensions and finiteness."""
+def _embedding(values: ArrayLike | None) -> NDArray[np.floating]:
+    """The embedding checked for presence, two dimensions and finiteness; float32 stays float32.
+
+    The network's embedding is float32 (256 bytes a spectrum at D = 64): a float64 copy of
+    it would be the largest array of an iteration after the predictions themselves.
+    """
     if values is None:
         msg = "the embedding is needed by the diverse strategy"
         raise ValueError(msg)
-    vectors = np.asarray(values, dtype=np.float64)
+    vectors = np.asarray(values)
+    if vectors.dtype != np.float32:
+        vectors = vectors.astype(np.float64)
     if vectors.ndim != 2:
         msg = f"embedding must be a 2-D array (spectra, dimensions), not of shape {vectors.shape}"
         raise ValueError(msg)
@@ -249,7 +255,7 @@ def _residuals(values: ArrayLike | None, n: int) -> NDArray[np.float64]:
 def _k_means_pp(
     candidates: NDArray[np.int64],
     residuals: NDArray[np.float64],
-    vectors: NDArray[np.float64],
+    vectors: NDArray[np.floating],
     k: int,
     rng: np.random.Generator,
 ) -> NDArray[np.int64]:
@@ -258,32 +264,34 @@ def _k_means_pp(
     Starts at the longest gradient (ties: the lower index), then draws each next candidate
     with probability proportional to its squared distance to the nearest chosen one; when
     every remaining distance is zero (duplicates of chosen spectra) it takes the next
-    candidates in index order, so a batch is always full.
+    candidates in index order, so a batch is always full. Works on every scored row, with
+    the others' distances held at zero, so that no per-candidate copy of the embedding is made.
     """
     if candidates.size <= k:
         return candidates
-    r, e = residuals[candidates], vectors[candidates]
-    norms = np.sum(r * r, axis=1) * np.sum(e * e, axis=1)
-    first = int(np.argmax(norms))
+    allowed = np.zeros(len(vectors), dtype=bool)
+    allowed[candidates] = True
+    norms = np.sum(residuals * residuals, axis=1) * np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)
+    first = int(np.argmax(np.where(allowed, norms, -np.inf)))
     chosen = [first]
-    nearest = _squared_distances(norms, r, e, first)
+    nearest = np.where(allowed, _squared_distances(norms, residuals, vectors, first), 0.0)
     nearest[first] = 0.0
     for _ in range(1, k):
         total = float(nearest.sum())
         if total > 0.0:
             pick = int(rng.choice(nearest.size, p=nearest / total))
         else:
-            taken = np.zeros(nearest.size, dtype=bool)
-            taken[chosen] = True
-            pick = int(np.flatnonzero(~taken)[0])
+            left = allowed.copy()
+            left[chosen] = False
+            pick = int(np.flatnonzero(left)[0])
         chosen.append(pick)
-        nearest = np.minimum(nearest, _squared_distances(norms, r, e, pick))
+        nearest = np.minimum(nearest, _squared_distances(norms, residuals, vectors, pick))
         nearest[chosen] = 0.0
-    return candidates[np.array(chosen, dtype=np.int64)]
+    return np.array(chosen, dtype=np.int64)
 
 
 def _squared_distances(
-    norms: NDArray[np.float64], r: NDArray[np.float64], e: NDArray[np.float64], j: int
+    norms: NDArray[np.float64], r: NDArray[np.float64], e: NDArray[np.floating], j: int
 ) -> NDArray[np.float64]:
     """Squared distances of every gradient ``r_i ⊗ e_i`` to gradient ``j``, from inner products only."""
     cross: NDArray[np.float64] = (r @ r[j]) * (e @ e[j])
