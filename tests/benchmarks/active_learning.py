@@ -715,30 +715,28 @@ def _joined(texts: Sequence[str], values: Sequence[float | None], fmt: str) -> s
 
 def _reach_cells(
     curves: dict[tuple[str, int], list[CurvePoint]], seeds: Sequence[int], target: float, budget: int
-) -> tuple[dict[str, str], dict[str, str], dict[str, float | None]]:
-    """Per strategy: labels to reach ``target`` and the ratio to random, as text, and the ratio as a number.
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Per strategy: labels to reach ``target`` and the ratio to random's, as text.
 
     The figure is that of the mean curve over the seeds; with several seeds, the spread of the
     single seeds' figures follows in brackets.
     """
     labels_text: dict[str, str] = {}
     ratio_text: dict[str, str] = {}
-    ratios: dict[str, float | None] = {}
     base = labels_to_reach(mean_curve(curves, "random", seeds), target)
     for strategy in STRATEGY_ORDER:
         mine = labels_to_reach(mean_curve(curves, strategy, seeds), target)
-        text, ratios[strategy] = _ratio(mine, base, budget)
         labels_text[strategy] = _labels_text(mine, budget)
-        ratio_text[strategy] = text
+        ratio_text[strategy] = _ratio(mine, base, budget)[0]
         if len(seeds) > 1:
             reached = [labels_to_reach(_pairs(curves[strategy, s]), target) for s in seeds]
             numbers = [None if r is None or r[1] else r[0] for r in reached]
             labels_text[strategy] += f" (seeds {_joined([_labels_text(r, budget) for r in reached], numbers, '.0f')})"
-        if len(seeds) > 1 and strategy != "random":
-            bases = [labels_to_reach(_pairs(curves["random", s]), target) for s in seeds]
-            pairs = [_ratio(m, b, budget) for m, b in zip(reached, bases, strict=True)]
-            ratio_text[strategy] += f" (seeds {_joined([t for t, _ in pairs], [v for _, v in pairs], '.2f')})"
-    return labels_text, ratio_text, ratios
+            if strategy != "random":
+                bases = [labels_to_reach(_pairs(curves["random", s]), target) for s in seeds]
+                pairs = [_ratio(m, b, budget) for m, b in zip(reached, bases, strict=True)]
+                ratio_text[strategy] += f" (seeds {_joined([t for t, _ in pairs], [v for _, v in pairs], '.2f')})"
+    return labels_text, ratio_text
 
 
 def build_table(
@@ -772,7 +770,7 @@ def build_table(
     summary: list[str] = []
     for target in TARGETS:
         goal = target * full_acc
-        labels_text, ratio_text, _ = _reach_cells(curves, seeds, goal, config.budget)
+        labels_text, ratio_text = _reach_cells(curves, seeds, goal, config.budget)
         percent = round(target * 100)
         row(f"labels to {percent} % of full-pool accuracy", labels_text, f"accuracy {goal:.3f}")
         row(f"ratio to random ({percent} %)", ratio_text, "", "≤ 0.50" if target == 0.95 else "")
