@@ -144,14 +144,6 @@ class BCNNConfig:
         training set. On a few dozen labels the weights of any single epoch depend on the
         last few steps: the same 80 labels gave held-out accuracies of 0.74-0.92 over five
         training seeds, and 0.91-0.92 averaged.
-    refit
-        Once early stopping has chosen the epoch, train again from the same initial weights
-        on every label, validation split included, for that many epochs (Goodfellow, Bengio
-        and Courville 2016, algorithm 7.2). In active learning the split withholds a fifth
-        of the labels an expert just gave, and the most informative ones: the strategies
-        choose hard spectra. On a 6.4k demo pool (two sessions, batches of 20) the diverse
-        strategy's models reached held-out accuracies of 0.93/0.95 at 40/80 labels with
-        the refit, 0.86/0.94 without.
     seed
         Seeds weights, the split, shuffling and training-time dropout.
     device
@@ -178,7 +170,6 @@ class BCNNConfig:
     min_delta: float = 1e-4
     validation_fraction: float = 0.2
     average_weights: bool = True
-    refit: bool = True
     seed: int = 0
     device: DeviceChoice = "auto"
 
@@ -323,11 +314,8 @@ class TrainedModel:
     """A trained network with the configuration that built it and its training history.
 
     ``validation_indices`` are the rows of the training input that `train` held out for early
-    stopping (sorted; empty without a split, and after `load`), and ``validation_predicted``
-    the classes the early-stopped network, which never saw them, gave those rows (dropout
-    off). A caller reports validation metrics from these two: with ``config.refit`` the
-    returned weights have been fitted to those labels too, so their own predictions there
-    would flatter the model.
+    stopping (sorted; empty without a split, and after `load`), so that a caller can report
+    metrics on exactly the labels the weights were not fitted to.
     """
 
     network: BCNN
@@ -335,7 +323,6 @@ class TrainedModel:
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     validation_indices: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    validation_predicted: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def device(self) -> torch.device:
@@ -503,8 +490,7 @@ def train(
     TrainedModel
         The network with the weights of the epoch of lowest validation loss (the last epoch
         without a validation split), or with ``average_weights`` their average from
-        ``min_epochs`` up to that epoch; with ``refit``, those of a second run on every label
-        that stops at that epoch. In eval mode, on the configured device.
+        ``min_epochs`` up to that epoch; in eval mode, on the configured device.
 
     Raises
     ------
@@ -530,56 +516,7 @@ def train(
 
     x_tr, y_tr, w_tr = on_device(train_idx)
     x_va, y_va, w_va = on_device(val_idx)
-    fitted = _fit(config, device, (x_tr, y_tr, w_tr), (x_va, y_va, w_va), epochs=config.max_epochs, on_epoch=on_epoch)
-    validation_predicted = _predicted_classes(fitted.network, x_va, batch_size=4 * config.batch_size)
-    network = fitted.network
-    if config.refit and len(val_idx):
-        # Early stopping has said how long to train; the held-out labels now train too, for as long.
-        network = _fit(config, device, on_device(np.arange(len(y_all))), None, epochs=fitted.best_epoch).network
-    network.eval()
-    _log.debug(
-        "Trained BCNN for %d epochs, best %d (validation loss %.4g)%s",
-        len(fitted.history),
-        fitted.best_epoch,
-        fitted.best_loss,
-        ", refitted on every label" if network is not fitted.network else "",
-    )
-    return TrainedModel(
-        network=network,
-        config=config,
-        history=fitted.history,
-        best_epoch=fitted.best_epoch,
-        validation_indices=val_idx,
-        validation_predicted=validation_predicted,
-    )
 
-
-@dataclass(kw_only=True)
-class _Fitted:
-    """What one training run gives: the kept weights (loaded, batch-norm statistics fresh) and its record."""
-
-    network: BCNN
-    history: list[EpochRecord]
-    best_epoch: int
-    best_loss: float
-
-
-def _fit(
-    config: BCNNConfig,
-    device: torch.device,
-    training: tuple[Tensor, Tensor, Tensor],
-    validation: tuple[Tensor, Tensor, Tensor] | None,
-    *,
-    epochs: int,
-    on_epoch: Callable[[EpochRecord], None] | None = None,
-) -> _Fitted:
-    """Train a network from the seed's initial weights for at most ``epochs`` epochs, stopping early on ``validation``.
-
-    Every run starts from the same weights and shuffles (``config.seed``), so a refit on
-    all labels differs from the early-stopping run only by the labels it sees.
-    """
-    x_tr, y_tr, w_tr = training
-    x_va, y_va, w_va = validation if validation is not None else (x_tr[:0], y_tr[:0], w_tr[:0])
     with _seeded(config.seed, device):
         network = BCNN(config).to(device)
         optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -587,7 +524,7 @@ def _fit(
         history: list[EpochRecord] = []
         best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(network.state_dict())
         averaged = AveragedModel(network) if config.average_weights else None
-        for epoch in range(1, epochs + 1):
+        for epoch in range(1, config.max_epochs + 1):
             train_loss = _train_epoch(
                 network,
                 optimiser,
@@ -605,7 +542,7 @@ def _fit(
             history.append(EpochRecord(epoch=epoch, train_loss=train_loss, val_loss=val_loss, val_accuracy=val_acc))
             if on_epoch is not None:
                 on_epoch(history[-1])
-            if epoch < min(config.min_epochs, epochs):
+            if epoch < min(config.min_epochs, config.max_epochs):
                 continue
             if averaged is not None:
                 averaged.update_parameters(network)
@@ -619,15 +556,10 @@ def _fit(
             # Averaged weights need batch-norm statistics of their own (Izmailov et al. 2018, sec. 3.2).
             update_bn((x_tr[i : i + config.batch_size] for i in range(0, len(x_tr), config.batch_size)), network)
     network.eval()
-    return _Fitted(network=network, history=history, best_epoch=best_epoch, best_loss=best_loss)
-
-
-def _predicted_classes(network: BCNN, x: Tensor, *, batch_size: int) -> NDArray[np.int64]:
-    """Classes a network predicts with dropout off (the weight-scaling approximation of the MC mean)."""
-    network.eval()
-    with torch.no_grad():
-        parts = [network(x[i : i + batch_size]).argmax(dim=1).cpu() for i in range(0, len(x), batch_size)]
-    return torch.cat(parts).numpy().astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+    _log.debug("Trained BCNN for %d epochs, best %d (validation loss %.4g)", len(history), best_epoch, best_loss)
+    return TrainedModel(
+        network=network, config=config, history=history, best_epoch=best_epoch, validation_indices=val_idx
+    )
 
 
 def _loss_weights(

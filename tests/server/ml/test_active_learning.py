@@ -135,7 +135,7 @@ def test_an_iteration_trains_scores_and_chooses(data, labelled, result):
     held_out = result.model.validation_indices
     assert len(held_out) >= MIN_VALIDATION
     truth = y[labelled][held_out]
-    assert result.val_accuracy == pytest.approx(np.mean(result.model.validation_predicted == truth))
+    assert result.val_accuracy == pytest.approx(np.mean(predictions.predicted[labelled[held_out]] == truth))
     assert result.val_macro_f1 is not None and 0.0 <= result.val_macro_f1 <= 1.0
 
 

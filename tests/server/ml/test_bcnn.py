@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,51 +131,6 @@ def test_averaged_weights_are_the_mean_of_the_epochs_from_min_epochs() -> None:
     # Batch-norm statistics are recomputed for the averaged weights, so it still predicts.
     features, labels = synthetic_spectra(200, seed=5)
     assert (bcnn.predict_mc(averaged, features, samples=5).predicted == labels).mean() >= 0.8
-
-
-def test_refit_trains_on_every_label_for_the_epochs_early_stopping_chose(data: tuple[np.ndarray, np.ndarray]) -> None:
-    """The refitted weights are those of a run on all labels stopped at the kept epoch; the record is the search's."""
-    features, labels = data[0][:120], data[1][:120]
-    config = small_config(max_epochs=30, min_epochs=3, patience=3, learning_rate=1e-2)
-    search = bcnn.train(features, labels, config=small_config(**{**_fields(config), "refit": False}))
-    refitted = bcnn.train(features, labels, config=config)
-    assert 3 <= search.best_epoch < 30 and len(search.validation_indices) > 0
-    assert refitted.history == search.history and refitted.best_epoch == search.best_epoch
-    np.testing.assert_array_equal(refitted.validation_indices, search.validation_indices)
-
-    on_everything = small_config(**{**_fields(config), "validation_fraction": 0.0, "max_epochs": search.best_epoch})
-    everything = bcnn.train(features, labels, config=on_everything)
-    refitted_state, search_state = refitted.network.state_dict(), search.network.state_dict()
-    for name, tensor in everything.network.state_dict().items():
-        torch.testing.assert_close(refitted_state[name], tensor, msg=name)
-    changed = [
-        name
-        for name, tensor in refitted_state.items()
-        if tensor.is_floating_point() and not torch.equal(tensor, search_state[name])
-    ]
-    assert changed, "the refit must change the weights the search kept"
-
-
-def test_validation_predictions_come_from_the_network_that_did_not_see_those_labels(
-    data: tuple[np.ndarray, np.ndarray],
-) -> None:
-    features, labels = data[0][:120], data[1][:120]
-    config = small_config(max_epochs=12, min_epochs=3, patience=3)
-    search = bcnn.train(features, labels, config=small_config(**{**_fields(config), "refit": False}))
-    refitted = bcnn.train(features, labels, config=config)
-    held_out = search.validation_indices
-    with torch.no_grad():
-        expected = search.network(torch.from_numpy(features[held_out])).argmax(dim=1).numpy()
-    np.testing.assert_array_equal(search.validation_predicted, expected)
-    np.testing.assert_array_equal(refitted.validation_predicted, expected)
-    assert refitted.validation_predicted.dtype == np.int64
-
-
-def _fields(config: bcnn.BCNNConfig) -> dict[str, object]:
-    """The settings of a configuration that `small_config` takes (everything but the shape)."""
-    values = dataclasses.asdict(config)
-    values["channels"], values["kernel_sizes"] = tuple(values["channels"]), tuple(values["kernel_sizes"])
-    return values
 
 
 def test_same_seed_same_weights_other_seed_other_weights(data: tuple[np.ndarray, np.ndarray]) -> None:
