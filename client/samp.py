@@ -56,6 +56,7 @@ from urllib.request import url2pathname
 
 from pyvo import samp as pyvo_samp
 from pyvo.samp.lockfile_helpers import read_lockfile
+from pyvo.samp.standard_profile import SAMPSimpleXMLRPCRequestHandler
 
 from .errors import EXIT_UNREACHABLE, VocloudError
 
@@ -88,6 +89,46 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+class _TruncationError(ConnectionError):
+    """A SAMP peer closed its connection before sending the body it announced."""
+
+
+class _StrictReader:
+    """A request handler's input stream on which a read that finds the connection closed raises.
+
+    pyvo's XML-RPC handler (``SAMPSimpleXMLRPCRequestHandler.do_POST``, pyvo 1.9.1, as in
+    astropy.samp) reads the announced ``Content-Length`` in a loop that stops only when every
+    byte came. A peer that dies in the middle of a call (TOPCAT or Aladin killed, a crash)
+    leaves it reading ``b""`` for ever: a thread of the hub (or of our client's receiver)
+    spins a core and grows without bound, and stopping the hub waits for that thread, so it
+    hangs too. In our SAMP peers suite it starved the tests after it until they timed out.
+    Python's own ``xmlrpc.server`` stops on an empty read; pyvo's copy does not.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, size: int | None = -1) -> bytes:
+        data: bytes = self._stream.read(size)
+        if not data and size is not None and size > 0:
+            msg = "the SAMP peer closed its connection in the middle of a request"
+            raise _TruncationError(msg)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _strict_setup(handler: Any, setup: Callable[[Any], None] = SAMPSimpleXMLRPCRequestHandler.setup) -> None:
+    setup(handler)
+    handler.rfile = _StrictReader(handler.rfile)
+
+
+# Every hub and receiver pyvo runs in this process uses this handler class and takes no other
+# (SAMPHubServer builds its server itself), so the guard has to go on the class.
+SAMPSimpleXMLRPCRequestHandler.setup = _strict_setup
 
 MTYPE_TABLE_LOAD = "table.load.votable"
 """Load a VOTable by URL; parameters ``url``, optional ``table-id`` and ``name``."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -176,6 +178,44 @@ def test_a_dead_hub_or_a_foreign_file_is_reported(tmp_path: Path):
     with pytest.raises(HubNotFoundError, match="not a SAMP"):
         SampClient().connect(lockfile)
     assert HubNotFoundError("x").exit_code == 3
+
+
+_CUT_SHORT = """
+import socket, sys, threading, time
+from pathlib import Path
+from urllib.parse import urlsplit
+from vocloud.client.samp import SampClient, private_hub
+
+with private_hub(Path(sys.argv[1])) as hub:
+    url = urlsplit(hub.server.params["samp.hub.xmlrpc.url"])
+    threads = threading.active_count()
+    with socket.create_connection((url.hostname, url.port), timeout=5) as peer:
+        peer.sendall(
+            f"POST / HTTP/1.1\\r\\nHost: {url.netloc}\\r\\nContent-Type: text/xml\\r\\n"
+            "Content-Length: 1000\\r\\n\\r\\n<?xml version='1.0'?><methodCall>".encode()
+        )
+    start = time.process_time()
+    time.sleep(2)
+    print("measured", time.process_time() - start, threading.active_count() - threads)
+    with SampClient() as client:
+        client.connect(hub.lockfile)
+        print("connected", client.connected)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_peer_dying_in_the_middle_of_a_call_leaves_no_thread_spinning(tmp_path: Path):
+    """A POST cut short (a peer killed while calling) ends its handler; pyvo's own loop read b"" for ever.
+
+    Run in a plain interpreter: pytest's warnings-as-errors would end pyvo's loop by accident.
+    """
+    command = [sys.executable, "-c", _CUT_SHORT, str(tmp_path / "lock")]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=45)
+    assert done.returncode == 0, done.stderr
+    said = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines() if line.strip()}
+    (cpu, extra_threads), (connected,) = said["measured"], said["connected"]
+    assert float(cpu) < 0.5 and int(extra_threads) == 0  # spinning, it took a whole core: ~2 s in 2 s
+    assert connected == "True"  # and the hub still serves others
 
 
 def test_a_second_hub_on_the_same_lockfile_is_refused(tmp_path: Path):
