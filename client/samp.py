@@ -91,10 +91,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class _TruncationError(ConnectionError):
-    """A SAMP peer closed its connection before sending the body it announced."""
-
-
 class _StrictReader:
     """A request handler's input stream on which a read that finds the connection closed raises.
 
@@ -114,7 +110,7 @@ class _StrictReader:
         data: bytes = self._stream.read(size)
         if not data and size is not None and size > 0:
             msg = "the SAMP peer closed its connection in the middle of a request"
-            raise _TruncationError(msg)
+            raise ConnectionError(msg)
         return data
 
     def __getattr__(self, name: str) -> Any:
